@@ -1,0 +1,39 @@
+# framematch: every target goes through one idempotent, cached `make setup`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+export NO_GCE_CHECK := True
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup test demo bench eval lint clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py requirements-lock.txt
+	@start=$$(date +%s); \
+	if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
+	  echo "setup: installing FFmpeg (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fonts-dejavu-core >/dev/null; \
+	fi; \
+	test -x $(PY) || python3 -m venv $(VENV); \
+	$(PY) -m pip install -q --upgrade pip && \
+	$(PY) -m pip install -q -c requirements-lock.txt -e '.[test,bench]' && \
+	touch $(STAMP) && echo "setup: done in $$(( $$(date +%s) - start )) s"
+
+test: setup
+	@start=$$(date +%s); \
+	$(PY) -m pytest -n 2 -q tests; rc=$$?; \
+	echo "test: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+demo: setup
+	$(VENV)/bin/framematch demo --work demo-out
+
+bench: setup
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .cache demo-out bench-out

@@ -1,0 +1,1 @@
+"""framematch's jobs (index, match, ...) and the ``framematch`` command line."""

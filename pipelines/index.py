@@ -1,0 +1,202 @@
+"""``framematch index``: a video archive becomes a frame-hash index in Parquet.
+
+    framematch index --archive SRC --index DIR [--hashers pdq,phash,dhash] [--meta SIDECAR]
+
+Each run is one ingest batch: it lists the archive, indexes only new or replaced files,
+tombstones deleted ones, writes ``videos``, ``frames`` and ``dead_letter`` partitions under
+``DIR/<table>/batch=<id>/`` and, last, the manifest that makes the batch live.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import MatchResult
+from apache_beam.io.parquetio import ReadAllFromParquet
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.options import beam_options, configure_logging, new_run_id
+from pipelines.report import print_metrics
+from schemas.manifest import Manifest, Partition, partition_dir
+from schemas.records import DEAD_LETTER_SCHEMA, FRAMES_SCHEMA, VIDEOS_SCHEMA
+from transforms import io, sinks
+from transforms.hashing import HASHERS
+from transforms.index_store import load_manifest, manifest_uri, require_compatible
+from transforms.preprocess import PREPROCESS_VERSION
+from transforms.video_index import (
+    DEAD,
+    FRAMES,
+    DecodeSegment,
+    DetectChanges,
+    FinaliseVideo,
+    ProbeVideo,
+    plan_segments,
+)
+
+LOG = logging.getLogger(__name__)
+
+
+class IndexOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--archive", help="Directory, glob, list file or gs:// prefix.")
+        parser.add_argument("--index", help="Index directory (local or gs://).")
+        parser.add_argument("--hashers", default="pdq,phash,dhash",
+                            help="Comma-separated hashers; the first is the search key.")
+        parser.add_argument("--meta", default=None,
+                            help="CSV/JSONL sidecar keyed by uri: title, source_url, ...")
+        parser.add_argument("--segment_seconds", type=float, default=60.0,
+                            help="Decode long videos in segments of this length, in parallel.")
+        parser.add_argument("--prune_d", type=int, default=8,
+                            help="Keep a frame when its key hash moved more than this many bits.")
+        parser.add_argument("--crops", default="100,85,75",
+                            help="Reference-side centre crops (percent of each side) to index.")
+        parser.add_argument("--decode_timeout", type=float, default=600.0,
+                            help="Seconds one segment may take to decode before it is failed.")
+        parser.add_argument("--probe_timeout", type=float, default=30.0,
+                            help="Seconds ffprobe may take on one file.")
+        parser.add_argument("--verbose", action="store_true", help="Log at INFO level.")
+
+
+class ListArchive(beam.PTransform):
+    """Every file under the archive patterns, keyed by URI."""
+
+    def __init__(self, patterns: list[str]):
+        super().__init__()
+        self.patterns = patterns
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Patterns" >> beam.Create(self.patterns)
+            | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
+            | "KeyByUri" >> beam.Map(lambda m: (m.path, m))
+        )
+
+
+class KnownVideos(beam.PTransform):
+    """The videos rows of the live partitions, keyed by URI (nothing on a first run)."""
+
+    def __init__(self, globs: list[str]):
+        super().__init__()
+        self.globs = globs
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "LivePartitions" >> beam.Create(self.globs)
+            | "Read" >> ReadAllFromParquet()
+            | "KeyByUri" >> beam.Map(lambda row: (row["uri"], row))
+        )
+
+
+class IndexArchive(beam.PTransform):
+    """Listing + live index → the batch's videos, frames and dead letters (a dict of PCollections)."""
+
+    def __init__(self, patterns: list[str], known_globs: list[str], opts: IndexOptions,
+                 batch_id: str, sidecar: dict[str, dict[str, str]]):
+        super().__init__()
+        self.patterns = patterns
+        self.known_globs = known_globs
+        self.opts = opts
+        self.batch_id = batch_id
+        self.sidecar = sidecar
+
+    def expand(self, pbegin):
+        o = self.opts
+        hashers = [h.strip() for h in o.hashers.split(",") if h.strip()]
+        crops = [int(c) for c in o.crops.split(",")]
+        changes = (
+            {"listed": pbegin | "ListArchive" >> ListArchive(self.patterns),
+             "known": pbegin | "KnownVideos" >> KnownVideos(self.known_globs)}
+            | "JoinListingWithIndex" >> beam.CoGroupByKey()
+            | "DetectChanges" >> beam.ParDo(DetectChanges(self.batch_id, self.batch_id))
+            .with_outputs(DEAD, DetectChanges.TOMBSTONES, main="new")
+        )
+        probed = (
+            changes.new
+            | "Probe" >> beam.ParDo(ProbeVideo(self.batch_id, self.batch_id, self.sidecar,
+                                               o.probe_timeout))
+            .with_outputs(DEAD, main="videos")
+        )
+        segments = (
+            probed.videos
+            | "PlanSegments" >> beam.FlatMap(plan_segments, o.segment_seconds)
+            | "SpreadSegments" >> beam.Reshuffle()
+            | "DecodeAndHash" >> beam.ParDo(DecodeSegment(crops, hashers, hashers[0],
+                                                          o.prune_d, o.decode_timeout))
+        )
+        finalised = (
+            {"video": probed.videos | "KeyById" >> beam.Map(lambda v: (v.video_id, v)),
+             "segments": segments}
+            | "GroupSegments" >> beam.CoGroupByKey()
+            | "Finalise" >> beam.ParDo(FinaliseVideo(self.batch_id))
+            .with_outputs(DEAD, FRAMES, main="videos")
+        )
+        return {
+            "videos": (finalised.videos, changes[DetectChanges.TOMBSTONES])
+            | "VideosAndTombstones" >> beam.Flatten(),
+            "frames": finalised[FRAMES],
+            "dead_letter": (changes[DEAD], probed[DEAD], finalised[DEAD])
+            | "AllDeadLetters" >> beam.Flatten(),
+        }
+
+
+TABLE_SCHEMAS = {"videos": VIDEOS_SCHEMA, "frames": FRAMES_SCHEMA,
+                 "dead_letter": DEAD_LETTER_SCHEMA}
+
+
+def run(argv: list[str] | None = None) -> Manifest:
+    options = beam_options(list(sys.argv[1:] if argv is None else argv))
+    opts = options.view_as(IndexOptions)
+    configure_logging(opts.verbose)
+    if not opts.archive or not opts.index:
+        raise SystemExit("framematch index: --archive and --index are required")
+    hashers = [h.strip() for h in opts.hashers.split(",") if h.strip()]
+    unknown = [h for h in hashers if h not in HASHERS]
+    if unknown:
+        raise SystemExit(f"framematch index: unknown hashers {unknown}; known: {sorted(HASHERS)}")
+
+    manifest = load_manifest(opts.index)
+    settings = dict(preprocess_version=PREPROCESS_VERSION, hashers=hashers,
+                    primary_hasher=hashers[0], prune_d=opts.prune_d,
+                    crops=[int(c) for c in opts.crops.split(",")])
+    if manifest is None:
+        manifest = Manifest(**settings)
+    else:
+        require_compatible(manifest, opts.index)
+        for key, value in settings.items():
+            if getattr(manifest, key) != value:
+                raise SystemExit(f"framematch index: {opts.index} was built with {key}="
+                                 f"{getattr(manifest, key)!r}, not {value!r}; index into a "
+                                 f"new directory to change it")
+
+    batch_id = new_run_id()
+    known_globs = [f"{partition_dir(opts.index, 'videos', p.batch_id)}/*.parquet"
+                   for p in manifest.partitions]
+    sidecar = io.read_sidecar(opts.meta, "uri")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    with beam.Pipeline(options=options) as p:
+        tables = p | "IndexArchive" >> IndexArchive(
+            io.expand_source(opts.archive), known_globs, opts, batch_id, sidecar)
+        for name, records in tables.items():
+            _ = records | f"Write_{name}" >> sinks.WriteTable(
+                partition_dir(opts.index, name, batch_id), TABLE_SCHEMAS[name])
+    print_metrics(p.result, "index")
+
+    counts = {name: sinks.count_rows(partition_dir(opts.index, name, batch_id))
+              for name in TABLE_SCHEMAS}
+    tombstones = sinks.read_table(partition_dir(opts.index, "videos", batch_id),
+                                  VIDEOS_SCHEMA).column("deleted").to_pylist().count(True)
+    manifest.partitions.append(Partition(
+        batch_id=batch_id, created=started.isoformat(), videos=counts["videos"] - tombstones,
+        rows=counts["frames"], tombstones=tombstones, dead_letters=counts["dead_letter"]))
+    io.write_text_atomic(manifest_uri(opts.index), manifest.to_json())
+    print(f"index {opts.index}: batch {batch_id}: {counts['videos'] - tombstones} videos indexed, "
+          f"{tombstones} tombstoned, {counts['frames']} frame rows, "
+          f"{counts['dead_letter']} dead letters")
+    return manifest

@@ -1,0 +1,1 @@
+"""Record types of every table framematch writes, each beside its pyarrow schema."""

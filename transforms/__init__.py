@@ -1,0 +1,1 @@
+"""Reusable Beam steps and the plain functions behind them."""

@@ -1,0 +1,64 @@
+"""Reading an index through its manifest: the live partitions, never a half-written one."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.manifest import MANIFEST_NAME, Manifest, partition_dir
+from schemas.records import FRAMES_SCHEMA, VIDEOS_SCHEMA
+from transforms import io, sinks
+from transforms.preprocess import PREPROCESS_VERSION
+
+
+class IndexVersionError(ValueError):
+    """The index was built with another preprocessing path: its hashes are not comparable."""
+
+
+def manifest_uri(index_dir: str) -> str:
+    return f"{index_dir.rstrip('/')}/{MANIFEST_NAME}"
+
+
+def load_manifest(index_dir: str) -> Manifest | None:
+    uri = manifest_uri(index_dir)
+    return Manifest.from_json(io.read_text(uri)) if io.exists(uri) else None
+
+
+def require_compatible(manifest: Manifest, index_dir: str) -> None:
+    if manifest.preprocess_version != PREPROCESS_VERSION:
+        raise IndexVersionError(
+            f"index {index_dir} was built with preprocessing version "
+            f"{manifest.preprocess_version}, this framematch uses {PREPROCESS_VERSION}: "
+            f"rebuild the index (framematch index --index NEW_DIR ...)")
+
+
+def live_videos(index_dir: str, manifest: Manifest) -> pa.Table:
+    """The newest row per URI across live partitions, tombstones (deleted) removed."""
+    tables = [sinks.read_table(partition_dir(index_dir, "videos", p.batch_id), VIDEOS_SCHEMA)
+              for p in manifest.partitions]
+    videos = pa.concat_tables(tables) if tables else VIDEOS_SCHEMA.empty_table()
+    if videos.num_rows == 0:
+        return videos
+    # Newest batch first; within a batch a replaced file's new row beats its tombstone.
+    videos = videos.sort_by([("uri", "ascending"), ("batch_id", "descending"),
+                             ("deleted", "ascending")])
+    uris = videos.column("uri").to_pylist()
+    newest = [i for i, u in enumerate(uris) if i == 0 or uris[i - 1] != u]
+    videos = videos.take(newest)
+    return videos.filter(pc.invert(videos.column("deleted")))
+
+
+def live_frames(index_dir: str, manifest: Manifest, videos: pa.Table) -> pa.Table:
+    """Frame rows of the live videos, each read from the partition its live row came from.
+
+    A file re-indexed in place keeps its video id when its bytes did not change, so rows
+    are selected by (partition, video id): older partitions' copies are never read twice.
+    """
+    tables = []
+    for p in manifest.partitions:
+        ids = videos.filter(pc.equal(videos.column("batch_id"), p.batch_id)).column("video_id")
+        if len(ids) == 0:
+            continue
+        frames = sinks.read_table(partition_dir(index_dir, "frames", p.batch_id), FRAMES_SCHEMA)
+        tables.append(frames.filter(pc.is_in(frames.column("video_id"), value_set=ids)))
+    return pa.concat_tables(tables) if tables else FRAMES_SCHEMA.empty_table()

@@ -1,0 +1,65 @@
+"""The one preprocessing path from pixels to hash inputs, shared by videos and images.
+
+Every hash in an index was computed from a canonical thumbnail: the picture area-resized
+to ``THUMB_SIZE`` x ``THUMB_SIZE`` RGB (aspect ratio not kept), then turned grey with
+Pillow's ITU-R 601-2 luma. Video frames get the resize from FFmpeg's ``area`` scaler on the
+way out of the decoder; images (and query variants, which are boxes on the full image) get
+it from Pillow's ``BOX`` filter. Both are area averages, so a frame and a lossless PNG of
+that frame land on (nearly) the same thumbnail. Change anything here and bump
+``PREPROCESS_VERSION``: the match job refuses an index built with another version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+PREPROCESS_VERSION = 1
+THUMB_SIZE = 128
+FLAT_STD = 8.0  # grey standard deviation below which a thumbnail is flat (fades, black gaps)
+
+# Pillow's "L" conversion: L = R*299/1000 + G*587/1000 + B*114/1000, in 16-bit fixed point.
+_LUMA = np.array([19595, 38470, 7471], dtype=np.uint32)
+
+
+def grey(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) to uint8 grey (...), bit-identical to Pillow's ``convert('L')``."""
+    return ((rgb.astype(np.uint32) @ _LUMA + 0x8000) >> 16).astype(np.uint8)
+
+
+def resize_rgb(image: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """An RGB image (or a box of it, in relative 0..1 coordinates) as THUMB x THUMB RGB."""
+    if box is not None:
+        w, h = image.size
+        left, top, right, bottom = box
+        pixel_box = (left * w, top * h, right * w, bottom * h)
+        resized = image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX, box=pixel_box)
+    else:
+        resized = image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX)
+    return np.asarray(resized.convert("RGB"), dtype=np.uint8)
+
+
+def thumbnail(image: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """The canonical grey thumbnail of an RGB image or of a relative box inside it."""
+    return grey(resize_rgb(image, box))
+
+
+def centre_crop(thumbs: np.ndarray, percent: int) -> np.ndarray:
+    """Centre crops keeping ``percent`` of each side of (N, T, T) thumbnails, resized back to T."""
+    if percent == 100:
+        return thumbs
+    side = thumbs.shape[-1]
+    keep = side * percent / 100.0
+    margin = (side - keep) / 2.0
+    box = (margin, margin, margin + keep, margin + keep)
+    return np.stack(
+        [
+            np.asarray(Image.fromarray(t).resize((side, side), Image.Resampling.BOX, box=box))
+            for t in thumbs
+        ]
+    )
+
+
+def is_flat(thumbs: np.ndarray) -> np.ndarray:
+    """Boolean per thumbnail: True where the picture is (nearly) uniform."""
+    return thumbs.reshape(len(thumbs), -1).std(axis=1) < FLAT_STD

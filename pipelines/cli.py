@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {
     "index": ("pipelines.index", "index a video archive into a frame-hash index"),
+    "match": ("pipelines.match", "match posted images against an index"),
 }
 
 

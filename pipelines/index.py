@@ -14,8 +14,6 @@ import logging
 import sys
 
 import apache_beam as beam
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import MatchResult
 from apache_beam.io.parquetio import ReadAllFromParquet
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -26,6 +24,7 @@ from schemas.records import DEAD_LETTER_SCHEMA, FRAMES_SCHEMA, VIDEOS_SCHEMA
 from transforms import io, sinks
 from transforms.hashing import HASHERS
 from transforms.index_store import load_manifest, manifest_uri, require_compatible
+from transforms.listing import ListFiles
 from transforms.preprocess import PREPROCESS_VERSION
 from transforms.video_index import (
     DEAD,
@@ -62,22 +61,6 @@ class IndexOptions(PipelineOptions):
         parser.add_argument("--verbose", action="store_true", help="Log at INFO level.")
 
 
-class ListArchive(beam.PTransform):
-    """Every file under the archive patterns, keyed by URI."""
-
-    def __init__(self, patterns: list[str]):
-        super().__init__()
-        self.patterns = patterns
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "Patterns" >> beam.Create(self.patterns)
-            | "Match" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
-            | "KeyByUri" >> beam.Map(lambda m: (m.path, m))
-        )
-
-
 class KnownVideos(beam.PTransform):
     """The videos rows of the live partitions, keyed by URI (nothing on a first run)."""
 
@@ -95,7 +78,7 @@ class KnownVideos(beam.PTransform):
 
 
 class IndexArchive(beam.PTransform):
-    """Listing + live index → the batch's videos, frames and dead letters (a dict of PCollections)."""
+    """Listing + live index → this batch's videos, frames and dead letters, as a dict."""
 
     def __init__(self, patterns: list[str], known_globs: list[str], opts: IndexOptions,
                  batch_id: str, sidecar: dict[str, dict[str, str]]):
@@ -111,7 +94,9 @@ class IndexArchive(beam.PTransform):
         hashers = [h.strip() for h in o.hashers.split(",") if h.strip()]
         crops = [int(c) for c in o.crops.split(",")]
         changes = (
-            {"listed": pbegin | "ListArchive" >> ListArchive(self.patterns),
+            {"listed": pbegin
+                       | "ListArchive" >> ListFiles(self.patterns)
+                       | "KeyByUri" >> beam.Map(lambda m: (m.path, m)),
              "known": pbegin | "KnownVideos" >> KnownVideos(self.known_globs)}
             | "JoinListingWithIndex" >> beam.CoGroupByKey()
             | "DetectChanges" >> beam.ParDo(DetectChanges(self.batch_id, self.batch_id))
@@ -179,7 +164,7 @@ def run(argv: list[str] | None = None) -> Manifest:
     known_globs = [f"{partition_dir(opts.index, 'videos', p.batch_id)}/*.parquet"
                    for p in manifest.partitions]
     sidecar = io.read_sidecar(opts.meta, "uri")
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         tables = p | "IndexArchive" >> IndexArchive(
             io.expand_source(opts.archive), known_globs, opts, batch_id, sidecar)

@@ -46,7 +46,7 @@ def beam_options(argv: list[str]) -> PipelineOptions:
 
 def new_run_id(now: datetime.datetime | None = None) -> str:
     """Sortable by time, unique across concurrent runs: 20261126T001700Z-3f9a."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
 
 

@@ -7,7 +7,7 @@ because one bundle happened to hold only nulls.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -30,11 +30,11 @@ class VideoRecord(NamedTuple):
     n_rows: int
     batch_id: str
     deleted: bool
-    warning: Optional[str] = None  # decoded in part (e.g. truncated): what was lost and why
-    title: Optional[str] = None
-    source_url: Optional[str] = None
-    published: Optional[str] = None
-    rights: Optional[str] = None
+    warning: str | None = None  # decoded in part (e.g. truncated): what was lost and why
+    title: str | None = None
+    source_url: str | None = None
+    published: str | None = None
+    rights: str | None = None
 
 
 VIDEOS_SCHEMA = pa.schema(
@@ -73,9 +73,9 @@ class FrameRecord(NamedTuple):
     ts_start: float
     ts_end: float
     crop: int
-    phash: Optional[int]  # 64-bit pHash as uint64 (None when the hasher was not selected)
-    dhash: Optional[int]  # 64-bit dHash as uint64
-    pdq: Optional[bytes]  # 256-bit PDQ, 32 bytes in the order of Meta's hex
+    phash: int | None  # 64-bit pHash as uint64 (None when the hasher was not selected)
+    dhash: int | None  # 64-bit dHash as uint64
+    pdq: bytes | None  # 256-bit PDQ, 32 bytes in the order of Meta's hex
     quality: int  # PDQ quality 0..100; low means flat or featureless
     flat: bool  # grey standard deviation under the flat threshold: never a search key
 
@@ -114,11 +114,109 @@ DEAD_LETTER_SCHEMA = pa.schema(
 )
 
 
-def to_arrow_dict(record: NamedTuple) -> dict:
-    """A record as the dict ``WriteToParquet`` expects (uint64 values stay Python ints)."""
-    return record._asdict()
+QUERY_SIDECAR_FIELDS = ("post_url", "platform", "posted_at", "case_id")
+
+
+class QueryRecord(NamedTuple):
+    """Every input image exactly once per run: matched, no_match or failed (and why)."""
+
+    query_uri: str
+    query_sha256: str | None
+    status: str  # matched | no_match | failed
+    reason: str | None
+    width: int | None
+    height: int | None
+    n_variants: int
+    n_matches: int
+    best_distance: int | None
+    run_id: str
+    post_url: str | None = None
+    platform: str | None = None
+    posted_at: str | None = None
+    case_id: str | None = None
+
+
+QUERIES_SCHEMA = pa.schema(
+    [
+        ("query_uri", pa.string()),
+        ("query_sha256", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("n_variants", pa.int32()),
+        ("n_matches", pa.int32()),
+        ("best_distance", pa.int32()),
+        ("run_id", pa.string()),
+        ("post_url", pa.string()),
+        ("platform", pa.string()),
+        ("posted_at", pa.string()),
+        ("case_id", pa.string()),
+    ]
+)
+
+
+class MatchRecord(NamedTuple):
+    """One span of one archive video that a query matched, ranked among the query's spans.
+
+    ``ref_ts_s`` is the best frame; the true moment lies in ``[ref_ts_start_s, ref_ts_end_s]``
+    (frames of a near-static shot are indistinguishable, so a span is the honest answer).
+    """
+
+    query_uri: str
+    query_sha256: str
+    ref_uri: str
+    ref_video_id: int
+    ref_ts_s: float
+    ref_ts_start_s: float
+    ref_ts_end_s: float
+    distance: int
+    hasher: str
+    variant: str
+    ref_crop: int
+    variants: str  # every query variant that matched inside the span, comma-separated
+    score: float
+    n_frames: int
+    rank: int
+    run_id: str
+    post_url: str | None = None
+    platform: str | None = None
+    posted_at: str | None = None
+    case_id: str | None = None
+    ref_title: str | None = None
+    ref_source_url: str | None = None
+    ref_published: str | None = None
+
+
+MATCHES_SCHEMA = pa.schema(
+    [
+        ("query_uri", pa.string()),
+        ("query_sha256", pa.string()),
+        ("ref_uri", pa.string()),
+        ("ref_video_id", pa.int64()),
+        ("ref_ts_s", pa.float64()),
+        ("ref_ts_start_s", pa.float64()),
+        ("ref_ts_end_s", pa.float64()),
+        ("distance", pa.int32()),
+        ("hasher", pa.string()),
+        ("variant", pa.string()),
+        ("ref_crop", pa.int8()),
+        ("variants", pa.string()),
+        ("score", pa.float64()),
+        ("n_frames", pa.int32()),
+        ("rank", pa.int32()),
+        ("run_id", pa.string()),
+        ("post_url", pa.string()),
+        ("platform", pa.string()),
+        ("posted_at", pa.string()),
+        ("case_id", pa.string()),
+        ("ref_title", pa.string()),
+        ("ref_source_url", pa.string()),
+        ("ref_published", pa.string()),
+    ]
+)
 
 
 # FrameRecord keeps the default coder: its uint64 hashes do not fit RowCoder's int64.
-for _record in (VideoRecord, DeadLetter):
+for _record in (VideoRecord, DeadLetter, QueryRecord, MatchRecord):
     beam.coders.registry.register_coder(_record, beam.coders.RowCoder)

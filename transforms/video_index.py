@@ -23,9 +23,10 @@ from schemas.records import DeadLetter, FrameRecord, VideoRecord
 from transforms import decode, hashing, io, preprocess
 from transforms.sampling import prune
 
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .flv .ts .mts .m2ts .mpg .mpeg .3gp .ogv .wmv".split()
-)
+VIDEO_EXTENSIONS = frozenset([
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".mts", ".m2ts", ".mpg",
+    ".mpeg", ".3gp", ".ogv", ".wmv",
+])
 DEAD = "dead_letter"
 FRAMES = "frames"
 

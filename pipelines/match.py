@@ -1,0 +1,125 @@
+"""``framematch match``: posted images traced to the video and moment they came from.
+
+    framematch match --index DIR --images SRC --out DIR [--meta SIDECAR] [--threshold T]
+
+Writes ``OUT/<table>/run_date=YYYY-MM-DD/run_id=<id>/part-*.parquet`` for the tables
+``matches``, ``queries`` and ``dead_letter`` (Hive partitions: DuckDB reads them with
+``read_parquet('OUT/matches/**/*.parquet', hive_partitioning=true)``). Rerunning with the
+same ``--run_id`` replaces that run's partitions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils.shared import Shared
+
+from pipelines.options import beam_options, configure_logging, new_run_id
+from pipelines.report import print_metrics
+from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
+from transforms import io, sinks
+from transforms.index_store import load_manifest, require_compatible
+from transforms.listing import ListFiles
+from transforms.queries import DEAD, QUERIES, FingerprintQuery, HashQuery, SearchIndex
+
+TABLE_SCHEMAS = {"matches": MATCHES_SCHEMA, "queries": QUERIES_SCHEMA,
+                 "dead_letter": DEAD_LETTER_SCHEMA}
+DEFAULT_THRESHOLD = 31  # Meta's PDQ match threshold; the search radius adds the index's prune_d
+
+
+class MatchOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--index", help="Index directory written by framematch index.")
+        parser.add_argument("--images", help="Directory, glob, list file or gs:// prefix.")
+        parser.add_argument("--out", help="Output directory (local or gs://).")
+        parser.add_argument("--meta", default=None,
+                            help="CSV/JSONL sidecar keyed by uri: post_url, platform, ...")
+        parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
+                            help="Bits of the key hash a match may differ by (before prune_d).")
+        parser.add_argument("--top_k", type=int, default=5, help="Spans kept per query.")
+        parser.add_argument("--max_variants", type=int, default=16,
+                            help="Query variants hashed per image (cost bound).")
+        parser.add_argument("--max_pixels", type=int, default=50_000_000,
+                            help="Images with more pixels are refused (decompression bombs).")
+        parser.add_argument("--run_id", default=None, help="Rerun (and replace) this run.")
+        parser.add_argument("--run_date", default=None, help="Partition date, YYYY-MM-DD.")
+        parser.add_argument("--verbose", action="store_true", help="Log at INFO level.")
+
+
+def run_partition(out: str, table: str, run_date: str, run_id: str) -> str:
+    return f"{out.rstrip('/')}/{table}/run_date={run_date}/run_id={run_id}"
+
+
+class MatchImages(beam.PTransform):
+    """Image URIs → {'matches', 'queries', 'dead_letter'} PCollections."""
+
+    def __init__(self, index_dir: str, manifest, opts: MatchOptions, run_id: str,
+                 sidecar: dict[str, dict[str, str]]):
+        super().__init__()
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.opts = opts
+        self.run_id = run_id
+        self.sidecar = sidecar
+
+    def expand(self, uris):
+        o = self.opts
+        fingerprints = uris | "Fingerprint" >> beam.ParDo(
+            FingerprintQuery(self.run_id, self.sidecar)).with_outputs(DEAD, QUERIES, main="keys")
+        hashed = (
+            fingerprints.keys
+            | "GroupReposts" >> beam.GroupByKey()
+            | "HashVariants" >> beam.ParDo(HashQuery(
+                self.manifest.primary_hasher, o.max_variants, o.max_pixels, self.run_id,
+                self.sidecar)).with_outputs(DEAD, QUERIES, main="hashed")
+        )
+        answered = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
+            self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.run_id,
+            self.sidecar)).with_outputs(QUERIES, main="matches")
+        return {
+            "matches": answered.matches,
+            "queries": (fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])
+            | "AllQueries" >> beam.Flatten(),
+            "dead_letter": (fingerprints[DEAD], hashed[DEAD]) | "AllDeadLetters" >> beam.Flatten(),
+        }
+
+
+def run(argv: list[str] | None = None) -> dict[str, str]:
+    options = beam_options(list(sys.argv[1:] if argv is None else argv))
+    opts = options.view_as(MatchOptions)
+    configure_logging(opts.verbose)
+    if not opts.index or not opts.images or not opts.out:
+        raise SystemExit("framematch match: --index, --images and --out are required")
+    manifest = load_manifest(opts.index)
+    if manifest is None:
+        raise SystemExit(f"framematch match: no index at {opts.index} (no manifest.json)")
+    require_compatible(manifest, opts.index)
+    run_id = opts.run_id or new_run_id()
+    run_date = opts.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
+    partitions = {t: run_partition(opts.out, t, run_date, run_id) for t in TABLE_SCHEMAS}
+    for directory in partitions.values():
+        sinks.delete_partition(directory)
+    sidecar = io.read_sidecar(opts.meta, "uri")
+    with beam.Pipeline(options=options) as p:
+        tables = (
+            p
+            | "ListImages" >> ListFiles(io.expand_source(opts.images))
+            | "Paths" >> beam.Map(lambda m: m.path)
+            | "Spread" >> beam.Reshuffle()
+            | "MatchImages" >> MatchImages(opts.index, manifest, opts, run_id, sidecar)
+        )
+        for name, records in tables.items():
+            _ = records | f"Write_{name}" >> sinks.WriteTable(partitions[name],
+                                                               TABLE_SCHEMAS[name])
+    print_metrics(p.result, "match")
+    counts = {t: sinks.count_rows(d) for t, d in partitions.items()}
+    statuses = sinks.read_table(partitions["queries"], QUERIES_SCHEMA).column("status")
+    tally = {s: statuses.to_pylist().count(s) for s in ("matched", "no_match", "failed")}
+    print(f"match run {run_id}: {counts['queries']} images: {tally['matched']} matched, "
+          f"{tally['no_match']} no match, {tally['failed']} failed; {counts['matches']} match "
+          f"rows, {counts['dead_letter']} dead letters -> {opts.out}")
+    return partitions

@@ -1,0 +1,129 @@
+"""From query hashes to answers: the reference index held in memory, and spans.
+
+``ReferenceIndex`` is what each worker process holds (once, through ``Shared``): the live
+frame rows of an index as numpy arrays plus a multi-index hash over the rows that may be
+search keys. ``collapse_spans`` turns the (variant, row, distance) pairs of one query into
+ranked spans per video: a query of a near-static shot matches many frames, and the honest
+answer is "somewhere in 00:41.2–00:44.0, best at 00:42.1", not one arbitrary frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.manifest import Manifest
+from transforms import index_store
+from transforms.hashing import from_uint64
+from transforms.mih import HammingIndex
+
+MIN_QUALITY = 50  # PDQ quality below which a frame or a query variant is no search key
+SPAN_GAP_S = 2.0  # matched rows further apart than this are separate spans (replays, recaps)
+
+
+def codes_of(column: pa.ChunkedArray) -> np.ndarray:
+    """A hash column as (N, bytes) uint8 codes: fixed-size binary as is, uint64 unpacked."""
+    array = column.combine_chunks()
+    if pa.types.is_fixed_size_binary(array.type):
+        width = array.type.byte_width
+        data = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+        return data[array.offset * width:(array.offset + len(array)) * width].reshape(-1, width)
+    return from_uint64(array.to_numpy(zero_copy_only=False))
+
+
+@dataclasses.dataclass
+class ReferenceIndex:
+    """Live frame rows of an index, searchable by exact Hamming range queries."""
+
+    hasher: str
+    prune_d: int
+    video_id: np.ndarray  # (N,) int64
+    ts_start: np.ndarray  # (N,) float64
+    ts_end: np.ndarray  # (N,) float64
+    crop: np.ndarray  # (N,) int8
+    key_rows: np.ndarray  # (K,) positions of the rows the MIH indexes
+    mih: HammingIndex
+    videos: dict[int, dict]  # video_id -> videos row (uri, title, ...)
+
+    @classmethod
+    def from_tables(cls, videos: pa.Table, frames: pa.Table, hasher: str,
+                    prune_d: int) -> ReferenceIndex:
+        codes = codes_of(frames.column(hasher))
+        quality = frames.column("quality").to_numpy()
+        flat = frames.column("flat").to_numpy(zero_copy_only=False)
+        key_rows = np.flatnonzero((quality >= MIN_QUALITY) & ~flat)
+        return cls(
+            hasher=hasher, prune_d=prune_d,
+            video_id=frames.column("video_id").to_numpy(),
+            ts_start=frames.column("ts_start").to_numpy(),
+            ts_end=frames.column("ts_end").to_numpy(),
+            crop=frames.column("crop").to_numpy(),
+            key_rows=key_rows,
+            mih=HammingIndex(codes[key_rows]),
+            videos={row["video_id"]: row for row in videos.to_pylist()},
+        )
+
+    @classmethod
+    def load(cls, index_dir: str, manifest: Manifest) -> ReferenceIndex:
+        videos = index_store.live_videos(index_dir, manifest)
+        frames = index_store.live_frames(index_dir, manifest, videos)
+        return cls.from_tables(videos, frames, manifest.primary_hasher, manifest.prune_d)
+
+    def search(self, codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(variant index, frame row, distance) for every key row within ``radius``."""
+        variant, key, dist = self.mih.search(codes, radius)
+        return variant, self.key_rows[key], dist
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """A run of matched rows of one video, with its best frame."""
+
+    video_id: int
+    ts_best: float
+    ts_start: float
+    ts_end: float
+    distance: int
+    variant: str
+    crop: int
+    variants: tuple[str, ...]
+    n_frames: int
+    score: float
+
+
+def score_of(distance: int, n_bits: int) -> float:
+    """1 for identical hashes, 0 at half the bits (where unrelated pictures sit)."""
+    return max(0.0, 1.0 - distance / (n_bits / 2))
+
+
+def collapse_spans(ref: ReferenceIndex, variant: np.ndarray, rows: np.ndarray,
+                   dist: np.ndarray, variant_names: Sequence[str], n_bits: int,
+                   top_k: int, gap_s: float = SPAN_GAP_S) -> list[Span]:
+    """Group one query's matched rows into spans per video, best first, at most ``top_k``."""
+    spans: list[Span] = []
+    vids = ref.video_id[rows]
+    for vid in np.unique(vids):
+        sel = np.flatnonzero(vids == vid)
+        order = sel[np.argsort(ref.ts_start[rows[sel]], kind="stable")]
+        starts, ends = ref.ts_start[rows[order]], ref.ts_end[rows[order]]
+        reach = np.maximum.accumulate(ends)
+        breaks = np.flatnonzero(starts[1:] - reach[:-1] > gap_s) + 1
+        for group in np.split(order, breaks):
+            best = group[np.lexsort((ref.ts_end[rows[group]] - ref.ts_start[rows[group]],
+                                     dist[group]))[0]]
+            row = rows[best]
+            names = tuple(sorted({variant_names[v] for v in variant[group]}))
+            spans.append(Span(
+                video_id=int(vid), ts_best=float(ref.ts_start[row]),
+                ts_start=float(ref.ts_start[rows[group]].min()),
+                ts_end=float(ref.ts_end[rows[group]].max()),
+                distance=int(dist[best]), variant=variant_names[variant[best]],
+                crop=int(ref.crop[row]), variants=names,
+                n_frames=len(np.unique(rows[group])),
+                score=score_of(int(dist[best]), n_bits),
+            ))
+    spans.sort(key=lambda s: (-s.score, s.ts_end - s.ts_start))
+    return spans[:top_k]

@@ -1,0 +1,193 @@
+"""The query side of the match job: read, deduplicate, hash in variants, search, answer.
+
+Every input URI leaves as exactly one ``QueryRecord`` (matched / no_match / failed); a
+failed one also leaves a ``DeadLetter``. Identical re-posts (same sha256) are decoded and
+searched once and answered for every URI that carried them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
+
+from schemas.manifest import Manifest
+from schemas.records import QUERY_SIDECAR_FIELDS, DeadLetter, MatchRecord, QueryRecord
+from transforms import hashing, io, preprocess
+from transforms.images import ImageError, load_image
+from transforms.matching import MIN_QUALITY, ReferenceIndex, collapse_spans
+from transforms.variants import query_variants, variant_thumbnails
+
+DEAD = "dead_letter"
+QUERIES = "queries"
+MAX_IMAGE_BYTES = 200 << 20
+
+
+class HashedQuery(NamedTuple):
+    """One distinct image (by content) and the URIs that posted it, hashed in variants."""
+
+    sha256: str
+    uris: list[str]
+    width: int
+    height: int
+    variant_names: list[str]
+    codes: np.ndarray  # (V, bytes) uint8, only the variants usable as search keys
+    n_variants: int  # variants tried, usable or not
+
+
+def failed(uri: str, sha256: str | None, stage: str, error: str, run_id: str,
+           sidecar: dict[str, dict[str, str]]) -> Iterator[Any]:
+    """A failed input: its QueryRecord and its dead letter."""
+    yield beam.pvalue.TaggedOutput(QUERIES, query_record(
+        uri, sha256, "failed", error, None, None, 0, 0, None, run_id, sidecar))
+    yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(uri, stage, error, run_id))
+
+
+def query_record(uri: str, sha256: str | None, status: str, reason: str | None,
+                 width: int | None, height: int | None, n_variants: int, n_matches: int,
+                 best_distance: int | None, run_id: str,
+                 sidecar: dict[str, dict[str, str]]) -> QueryRecord:
+    meta = io.sidecar_lookup(sidecar, uri)
+    return QueryRecord(uri, sha256, status, reason, width, height, n_variants, n_matches,
+                       best_distance, run_id, **{f: meta.get(f) for f in QUERY_SIDECAR_FIELDS})
+
+
+def read_bytes(uri: str) -> bytes:
+    with FileSystems.open(uri, compression_type="uncompressed") as f:
+        data = f.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError("too_large", f"file is over {MAX_IMAGE_BYTES >> 20} MiB")
+    return data
+
+
+class FingerprintQuery(beam.DoFn):
+    """uri → (sha256, uri): the content key that deduplicates re-posts."""
+
+    def __init__(self, run_id: str, sidecar: dict[str, dict[str, str]]):
+        self.run_id = run_id
+        self.sidecar = sidecar
+        self.bytes_read = Metrics.counter("match", "bytes_read")
+
+    def process(self, uri: str) -> Iterator[Any]:
+        try:
+            data = read_bytes(uri)
+        except ImageError as e:
+            yield from failed(uri, None, e.stage, str(e), self.run_id, self.sidecar)
+            return
+        except Exception as e:  # noqa: BLE001 - any read failure is this input's dead letter
+            yield from failed(uri, None, "read", f"read: {e!r}", self.run_id, self.sidecar)
+            return
+        self.bytes_read.inc(len(data))
+        yield hashlib.sha256(data).hexdigest(), uri
+
+
+class HashQuery(beam.DoFn):
+    """Decodes one distinct image and hashes its variants with the index's key hasher."""
+
+    def __init__(self, hasher: str, max_variants: int, max_pixels: int, run_id: str,
+                 sidecar: dict[str, dict[str, str]]):
+        self.hasher = hasher
+        self.max_variants = max_variants
+        self.max_pixels = max_pixels
+        self.run_id = run_id
+        self.sidecar = sidecar
+        self.distinct = Metrics.counter("match", "distinct_images")
+        self.variants = Metrics.distribution("match", "variants_per_query")
+        self.hash_ms = Metrics.distribution("match", "hash_ms")
+
+    def process(self, element: tuple[str, list[str]]) -> Iterator[Any]:
+        sha256, uris = element
+        uris = sorted(set(uris))
+        began = time.monotonic()
+        try:
+            image = load_image(read_bytes(uris[0]), max_pixels=self.max_pixels)
+        except ImageError as e:
+            for uri in uris:
+                yield from failed(uri, sha256, e.stage, str(e), self.run_id, self.sidecar)
+            return
+        except Exception as e:  # noqa: BLE001
+            for uri in uris:
+                yield from failed(uri, sha256, "read", f"read: {e!r}", self.run_id,
+                                       self.sidecar)
+            return
+        self.distinct.inc()
+        variants = query_variants(image, self.max_variants)
+        thumbs = variant_thumbnails(image, variants)
+        hashes = hashing.hash_batch(thumbs, [self.hasher])
+        usable = ~preprocess.is_flat(thumbs)
+        if "quality" in hashes:
+            usable &= hashes["quality"] >= MIN_QUALITY
+        self.variants.update(len(variants))
+        self.hash_ms.update(int((time.monotonic() - began) * 1000))
+        yield HashedQuery(sha256, uris, image.width, image.height,
+                          [v.name for v, ok in zip(variants, usable, strict=True) if ok],
+                          hashes[self.hasher][usable], len(variants))
+
+
+class SearchIndex(beam.DoFn):
+    """Answers hashed queries from the reference index, loaded once per worker process."""
+
+    def __init__(self, index_dir: str, manifest: Manifest, shared: Shared, threshold: int,
+                 top_k: int, run_id: str, sidecar: dict[str, dict[str, str]]):
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.shared = shared
+        self.threshold = threshold
+        self.top_k = top_k
+        self.run_id = run_id
+        self.sidecar = sidecar
+        self.matched = Metrics.counter("match", "queries_matched")
+        self.unmatched = Metrics.counter("match", "queries_no_match")
+        self.search_ms = Metrics.distribution("match", "search_ms")
+        self.candidates = Metrics.distribution("match", "pairs_within_radius")
+
+    def setup(self) -> None:
+        tag = self.manifest.partitions[-1].batch_id if self.manifest.partitions else "empty"
+        self.ref = self.shared.acquire(
+            lambda: ReferenceIndex.load(self.index_dir, self.manifest),
+            tag=f"{self.index_dir}@{tag}")
+        self.n_bits = 8 * self.ref.mih.n_bytes
+        self.radius = self.threshold + self.manifest.prune_d
+
+    def process(self, query: HashedQuery) -> Iterator[Any]:
+        began = time.monotonic()
+        spans = []
+        if len(query.codes):
+            variant, rows, dist = self.ref.search(query.codes, self.radius)
+            self.candidates.update(len(rows))
+            spans = collapse_spans(self.ref, variant, rows, dist, query.variant_names,
+                                   self.n_bits, self.top_k)
+        self.search_ms.update(int((time.monotonic() - began) * 1000))
+        if not len(query.codes):
+            status, reason = "no_match", "flat or featureless image: no usable hash"
+        elif spans:
+            status, reason = "matched", None
+        else:
+            status, reason = "no_match", f"nothing within {self.radius} bits"
+        for uri in query.uris:
+            (self.matched if spans else self.unmatched).inc()
+            record = query_record(uri, query.sha256, status, reason, query.width, query.height,
+                                  query.n_variants, len(spans),
+                                  spans[0].distance if spans else None, self.run_id,
+                                  self.sidecar)
+            yield beam.pvalue.TaggedOutput(QUERIES, record)
+            for rank, span in enumerate(spans, start=1):
+                video = self.ref.videos[span.video_id]
+                yield MatchRecord(
+                    query_uri=uri, query_sha256=query.sha256, ref_uri=video["uri"],
+                    ref_video_id=span.video_id, ref_ts_s=span.ts_best,
+                    ref_ts_start_s=span.ts_start, ref_ts_end_s=span.ts_end,
+                    distance=span.distance, hasher=self.ref.hasher, variant=span.variant,
+                    ref_crop=span.crop, variants=",".join(span.variants), score=span.score,
+                    n_frames=span.n_frames, rank=rank, run_id=self.run_id,
+                    **{f: record._asdict()[f] for f in QUERY_SIDECAR_FIELDS},
+                    ref_title=video.get("title"), ref_source_url=video.get("source_url"),
+                    ref_published=video.get("published"),
+                )

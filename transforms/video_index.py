@@ -241,8 +241,9 @@ class FinaliseVideo(beam.DoFn):
         rows = [r for s in segments for r in s.rows]
         warning = None
         if errors:
-            warning = f"{len(errors)} of {len(segments)} segments failed; first at " \
-                      f"{errors[0].start:.3f}s: {errors[0].error}"
+            start = max(errors[0].start, video.start_time)
+            warning = (f"{len(errors)} of {len(segments)} segments failed; the first, from "
+                       f"{start:.3f}s: {errors[0].error}")
         self.indexed.inc()
         yield video._replace(n_frames_decoded=n_decoded, n_rows=len(rows), warning=warning)
         for row in rows:

@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.io.parquetio import ReadAllFromParquet
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import beam_options, configure_logging, new_run_id
+from pipelines.options import CommonOptions, beam_options, configure_logging, new_run_id
 from pipelines.report import print_metrics
 from schemas.manifest import Manifest, Partition, partition_dir
 from schemas.records import DEAD_LETTER_SCHEMA, FRAMES_SCHEMA, VIDEOS_SCHEMA
@@ -43,11 +43,8 @@ class IndexOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
         parser.add_argument("--archive", help="Directory, glob, list file or gs:// prefix.")
-        parser.add_argument("--index", help="Index directory (local or gs://).")
         parser.add_argument("--hashers", default="pdq,phash,dhash",
                             help="Comma-separated hashers; the first is the search key.")
-        parser.add_argument("--meta", default=None,
-                            help="CSV/JSONL sidecar keyed by uri: title, source_url, ...")
         parser.add_argument("--segment_seconds", type=float, default=60.0,
                             help="Decode long videos in segments of this length, in parallel.")
         parser.add_argument("--prune_d", type=int, default=8,
@@ -58,7 +55,6 @@ class IndexOptions(PipelineOptions):
                             help="Seconds one segment may take to decode before it is failed.")
         parser.add_argument("--probe_timeout", type=float, default=30.0,
                             help="Seconds ffprobe may take on one file.")
-        parser.add_argument("--verbose", action="store_true", help="Log at INFO level.")
 
 
 class KnownVideos(beam.PTransform):
@@ -138,50 +134,51 @@ TABLE_SCHEMAS = {"videos": VIDEOS_SCHEMA, "frames": FRAMES_SCHEMA,
 def run(argv: list[str] | None = None) -> Manifest:
     options = beam_options(list(sys.argv[1:] if argv is None else argv))
     opts = options.view_as(IndexOptions)
-    configure_logging(opts.verbose)
-    if not opts.archive or not opts.index:
+    common = options.view_as(CommonOptions)
+    configure_logging(common.verbose)
+    if not opts.archive or not common.index:
         raise SystemExit("framematch index: --archive and --index are required")
     hashers = [h.strip() for h in opts.hashers.split(",") if h.strip()]
     unknown = [h for h in hashers if h not in HASHERS]
     if unknown:
         raise SystemExit(f"framematch index: unknown hashers {unknown}; known: {sorted(HASHERS)}")
 
-    manifest = load_manifest(opts.index)
+    manifest = load_manifest(common.index)
     settings = dict(preprocess_version=PREPROCESS_VERSION, hashers=hashers,
                     primary_hasher=hashers[0], prune_d=opts.prune_d,
                     crops=[int(c) for c in opts.crops.split(",")])
     if manifest is None:
         manifest = Manifest(**settings)
     else:
-        require_compatible(manifest, opts.index)
+        require_compatible(manifest, common.index)
         for key, value in settings.items():
             if getattr(manifest, key) != value:
-                raise SystemExit(f"framematch index: {opts.index} was built with {key}="
+                raise SystemExit(f"framematch index: {common.index} was built with {key}="
                                  f"{getattr(manifest, key)!r}, not {value!r}; index into a "
                                  f"new directory to change it")
 
     batch_id = new_run_id()
-    known_globs = [f"{partition_dir(opts.index, 'videos', p.batch_id)}/*.parquet"
+    known_globs = [f"{partition_dir(common.index, 'videos', p.batch_id)}/*.parquet"
                    for p in manifest.partitions]
-    sidecar = io.read_sidecar(opts.meta, "uri")
+    sidecar = io.read_sidecar(common.meta, "uri")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         tables = p | "IndexArchive" >> IndexArchive(
             io.expand_source(opts.archive), known_globs, opts, batch_id, sidecar)
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> sinks.WriteTable(
-                partition_dir(opts.index, name, batch_id), TABLE_SCHEMAS[name])
+                partition_dir(common.index, name, batch_id), TABLE_SCHEMAS[name])
     print_metrics(p.result, "index")
 
-    counts = {name: sinks.count_rows(partition_dir(opts.index, name, batch_id))
+    counts = {name: sinks.count_rows(partition_dir(common.index, name, batch_id))
               for name in TABLE_SCHEMAS}
-    tombstones = sinks.read_table(partition_dir(opts.index, "videos", batch_id),
+    tombstones = sinks.read_table(partition_dir(common.index, "videos", batch_id),
                                   VIDEOS_SCHEMA).column("deleted").to_pylist().count(True)
     manifest.partitions.append(Partition(
         batch_id=batch_id, created=started.isoformat(), videos=counts["videos"] - tombstones,
         rows=counts["frames"], tombstones=tombstones, dead_letters=counts["dead_letter"]))
-    io.write_text_atomic(manifest_uri(opts.index), manifest.to_json())
-    print(f"index {opts.index}: batch {batch_id}: {counts['videos'] - tombstones} videos indexed, "
-          f"{tombstones} tombstoned, {counts['frames']} frame rows, "
+    io.write_text_atomic(manifest_uri(common.index), manifest.to_json())
+    print(f"index {common.index}: batch {batch_id}: {counts['videos'] - tombstones} videos "
+          f"indexed, {tombstones} tombstoned, {counts['frames']} frame rows, "
           f"{counts['dead_letter']} dead letters")
     return manifest

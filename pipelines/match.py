@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.shared import Shared
 
-from pipelines.options import beam_options, configure_logging, new_run_id
+from pipelines.options import CommonOptions, beam_options, configure_logging, new_run_id
 from pipelines.report import print_metrics
 from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
 from transforms import io, sinks
@@ -33,11 +33,8 @@ DEFAULT_THRESHOLD = 31  # Meta's PDQ match threshold; the search radius adds the
 class MatchOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--index", help="Index directory written by framematch index.")
         parser.add_argument("--images", help="Directory, glob, list file or gs:// prefix.")
         parser.add_argument("--out", help="Output directory (local or gs://).")
-        parser.add_argument("--meta", default=None,
-                            help="CSV/JSONL sidecar keyed by uri: post_url, platform, ...")
         parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
                             help="Bits of the key hash a match may differ by (before prune_d).")
         parser.add_argument("--top_k", type=int, default=5, help="Spans kept per query.")
@@ -47,7 +44,6 @@ class MatchOptions(PipelineOptions):
                             help="Images with more pixels are refused (decompression bombs).")
         parser.add_argument("--run_id", default=None, help="Rerun (and replace) this run.")
         parser.add_argument("--run_date", default=None, help="Partition date, YYYY-MM-DD.")
-        parser.add_argument("--verbose", action="store_true", help="Log at INFO level.")
 
 
 def run_partition(out: str, table: str, run_date: str, run_id: str) -> str:
@@ -91,26 +87,27 @@ class MatchImages(beam.PTransform):
 def run(argv: list[str] | None = None) -> dict[str, str]:
     options = beam_options(list(sys.argv[1:] if argv is None else argv))
     opts = options.view_as(MatchOptions)
-    configure_logging(opts.verbose)
-    if not opts.index or not opts.images or not opts.out:
+    common = options.view_as(CommonOptions)
+    configure_logging(common.verbose)
+    if not common.index or not opts.images or not opts.out:
         raise SystemExit("framematch match: --index, --images and --out are required")
-    manifest = load_manifest(opts.index)
+    manifest = load_manifest(common.index)
     if manifest is None:
-        raise SystemExit(f"framematch match: no index at {opts.index} (no manifest.json)")
-    require_compatible(manifest, opts.index)
+        raise SystemExit(f"framematch match: no index at {common.index} (no manifest.json)")
+    require_compatible(manifest, common.index)
     run_id = opts.run_id or new_run_id()
     run_date = opts.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
     partitions = {t: run_partition(opts.out, t, run_date, run_id) for t in TABLE_SCHEMAS}
     for directory in partitions.values():
         sinks.delete_partition(directory)
-    sidecar = io.read_sidecar(opts.meta, "uri")
+    sidecar = io.read_sidecar(common.meta, "uri")
     with beam.Pipeline(options=options) as p:
         tables = (
             p
             | "ListImages" >> ListFiles(io.expand_source(opts.images))
             | "Paths" >> beam.Map(lambda m: m.path)
             | "Spread" >> beam.Reshuffle()
-            | "MatchImages" >> MatchImages(opts.index, manifest, opts, run_id, sidecar)
+            | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar)
         )
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> sinks.WriteTable(partitions[name],

@@ -20,14 +20,22 @@ from apache_beam.options.pipeline_options import (
 DEFAULT_RUNNER = "FnApiRunner"
 
 
-class LocalRunOptions(PipelineOptions):
-    """Flags for running on this machine."""
+class CommonOptions(PipelineOptions):
+    """Flags every job shares. Beam parses all option classes with one parser, so a flag
+    is defined once, here, and each job reads it through its own view."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--index", help="Index directory (local or gs://).")
+        parser.add_argument(
+            "--meta", default=None,
+            help="CSV/JSONL sidecar keyed by uri (or file name): video metadata for index "
+                 "(title, source_url, published, rights), post metadata for match "
+                 "(post_url, platform, posted_at, case_id).")
         parser.add_argument(
             "--workers", type=int, default=None,
             help="Run the embedded runner with this many worker processes (default: 1).")
+        parser.add_argument("--verbose", action="store_true", help="Log at INFO level.")
 
 
 def beam_options(argv: list[str]) -> PipelineOptions:
@@ -36,7 +44,7 @@ def beam_options(argv: list[str]) -> PipelineOptions:
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = DEFAULT_RUNNER
-    workers = options.view_as(LocalRunOptions).workers
+    workers = options.view_as(CommonOptions).workers
     if workers and workers > 1:
         direct = options.view_as(DirectOptions)
         direct.direct_num_workers = workers

@@ -8,6 +8,7 @@ import sys
 COMMANDS = {
     "index": ("pipelines.index", "index a video archive into a frame-hash index"),
     "match": ("pipelines.match", "match posted images against an index"),
+    "demo": ("pipelines.demo", "the story: index bundled footage, trace edited screengrabs"),
 }
 
 
@@ -19,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<10} {help_text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    module.run(argv[1:])
-    return 0
+    status = module.run(argv[1:])
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

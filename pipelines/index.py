@@ -22,10 +22,9 @@ from pipelines.report import print_metrics
 from schemas.manifest import Manifest, Partition, partition_dir
 from schemas.records import DEAD_LETTER_SCHEMA, FRAMES_SCHEMA, VIDEOS_SCHEMA
 from transforms import io, sinks
-from transforms.hashing import HASHERS
 from transforms.index_store import load_manifest, manifest_uri, require_compatible
 from transforms.listing import ListFiles
-from transforms.preprocess import PREPROCESS_VERSION
+from transforms.preprocess import PREPROCESS_VERSION, REGIONS
 from transforms.video_index import (
     DEAD,
     FRAMES,
@@ -37,6 +36,8 @@ from transforms.video_index import (
 )
 
 LOG = logging.getLogger(__name__)
+KEY_HASHER = "phash256"  # the search key: what pruning and the match job's radius are about
+STORED_HASHERS = ("pdq", "phash", "dhash")
 
 
 class IndexOptions(PipelineOptions):
@@ -44,13 +45,12 @@ class IndexOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:
         parser.add_argument("--archive", help="Directory, glob, list file or gs:// prefix.")
         parser.add_argument("--hashers", default="pdq,phash,dhash",
-                            help="Comma-separated hashers; the first is the search key.")
+                            help="Hashers stored beside the search key on whole-frame rows "
+                                 "(pdq, phash, dhash; empty for none).")
         parser.add_argument("--segment_seconds", type=float, default=60.0,
                             help="Decode long videos in segments of this length, in parallel.")
         parser.add_argument("--prune_d", type=int, default=8,
                             help="Keep a frame when its key hash moved more than this many bits.")
-        parser.add_argument("--crops", default="100,85,75",
-                            help="Reference-side centre crops (percent of each side) to index.")
         parser.add_argument("--decode_timeout", type=float, default=600.0,
                             help="Seconds one segment may take to decode before it is failed.")
         parser.add_argument("--probe_timeout", type=float, default=30.0,
@@ -77,8 +77,9 @@ class IndexArchive(beam.PTransform):
     """Listing + live index → this batch's videos, frames and dead letters, as a dict."""
 
     def __init__(self, patterns: list[str], known_globs: list[str], opts: IndexOptions,
-                 batch_id: str, sidecar: dict[str, dict[str, str]]):
+                 hashers: list[str], batch_id: str, sidecar: dict[str, dict[str, str]]):
         super().__init__()
+        self.hashers = hashers
         self.patterns = patterns
         self.known_globs = known_globs
         self.opts = opts
@@ -87,8 +88,6 @@ class IndexArchive(beam.PTransform):
 
     def expand(self, pbegin):
         o = self.opts
-        hashers = [h.strip() for h in o.hashers.split(",") if h.strip()]
-        crops = [int(c) for c in o.crops.split(",")]
         changes = (
             {"listed": pbegin
                        | "ListArchive" >> ListFiles(self.patterns)
@@ -108,8 +107,8 @@ class IndexArchive(beam.PTransform):
             probed.videos
             | "PlanSegments" >> beam.FlatMap(plan_segments, o.segment_seconds)
             | "SpreadSegments" >> beam.Reshuffle()
-            | "DecodeAndHash" >> beam.ParDo(DecodeSegment(crops, hashers, hashers[0],
-                                                          o.prune_d, o.decode_timeout))
+            | "DecodeAndHash" >> beam.ParDo(DecodeSegment(self.hashers, o.prune_d,
+                                                          o.decode_timeout))
         )
         finalised = (
             {"video": probed.videos | "KeyById" >> beam.Map(lambda v: (v.video_id, v)),
@@ -139,14 +138,15 @@ def run(argv: list[str] | None = None) -> Manifest:
     if not opts.archive or not common.index:
         raise SystemExit("framematch index: --archive and --index are required")
     hashers = [h.strip() for h in opts.hashers.split(",") if h.strip()]
-    unknown = [h for h in hashers if h not in HASHERS]
+    unknown = [h for h in hashers if h not in STORED_HASHERS]
     if unknown:
-        raise SystemExit(f"framematch index: unknown hashers {unknown}; known: {sorted(HASHERS)}")
+        raise SystemExit(f"framematch index: unknown hashers {unknown}; "
+                         f"known: {', '.join(STORED_HASHERS)}")
 
     manifest = load_manifest(common.index)
     settings = dict(preprocess_version=PREPROCESS_VERSION, hashers=hashers,
-                    primary_hasher=hashers[0], prune_d=opts.prune_d,
-                    crops=[int(c) for c in opts.crops.split(",")])
+                    key_hasher=KEY_HASHER, prune_d=opts.prune_d,
+                    regions=[name for name, _ in REGIONS.values()])
     if manifest is None:
         manifest = Manifest(**settings)
     else:
@@ -164,7 +164,7 @@ def run(argv: list[str] | None = None) -> Manifest:
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         tables = p | "IndexArchive" >> IndexArchive(
-            io.expand_source(opts.archive), known_globs, opts, batch_id, sidecar)
+            io.expand_source(opts.archive), known_globs, opts, hashers, batch_id, sidecar)
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> sinks.WriteTable(
                 partition_dir(common.index, name, batch_id), TABLE_SCHEMAS[name])

@@ -70,7 +70,7 @@ class MatchImages(beam.PTransform):
             fingerprints.keys
             | "GroupReposts" >> beam.GroupByKey()
             | "HashVariants" >> beam.ParDo(HashQuery(
-                self.manifest.primary_hasher, o.max_variants, o.max_pixels, self.run_id,
+                self.manifest.key_hasher, o.max_variants, o.max_pixels, self.run_id,
                 self.sidecar)).with_outputs(DEAD, QUERIES, main="hashed")
         )
         answered = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(

@@ -29,10 +29,10 @@ class Partition:
 @dataclasses.dataclass
 class Manifest:
     preprocess_version: int
-    hashers: list[str]
-    primary_hasher: str
+    key_hasher: str
+    hashers: list[str]  # stored beside the key on whole-frame rows
     prune_d: int
-    crops: list[int]
+    regions: list[str]
     partitions: list[Partition] = dataclasses.field(default_factory=list)
     format: int = MANIFEST_FORMAT
 

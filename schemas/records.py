@@ -63,21 +63,24 @@ VIDEOS_SCHEMA = pa.schema(
 
 
 class FrameRecord(NamedTuple):
-    """A kept frame: the hashes of the frame at ``ts_start``, standing for it until ``ts_end``.
+    """A kept frame: its hashes at ``ts_start``, standing for the frames until ``ts_end``.
 
-    ``crop`` is the percentage of the frame (centred) the hashes were taken from: 100 for
-    the whole frame, smaller for the reference-side centre crops that let cropped posts match.
+    ``region`` says which box of the frame was hashed (``transforms.preprocess.REGIONS``:
+    0 is the whole frame, others are centre crops and caption bands that let partial posts
+    match). ``key`` is the search hash (256-bit pHash); the whole-frame row also carries
+    pHash, dHash and PDQ (with PDQ's quality) for exchange with other tools.
     """
 
     video_id: int
     ts_start: float
     ts_end: float
-    crop: int
-    phash: int | None  # 64-bit pHash as uint64 (None when the hasher was not selected)
-    dhash: int | None  # 64-bit dHash as uint64
-    pdq: bytes | None  # 256-bit PDQ, 32 bytes in the order of Meta's hex
-    quality: int  # PDQ quality 0..100; low means flat or featureless
-    flat: bool  # grey standard deviation under the flat threshold: never a search key
+    region: int
+    key: bytes  # 256-bit pHash of the region, 32 bytes, most significant bit first
+    flat: bool  # the region is (nearly) uniform: a fade or a black gap, never a search key
+    phash: int | None = None  # 64-bit pHash as uint64 (whole-frame rows only)
+    dhash: int | None = None  # 64-bit dHash as uint64 (whole-frame rows only)
+    pdq: bytes | None = None  # 256-bit PDQ in the order of Meta's hex (whole-frame rows)
+    quality: int | None = None  # PDQ quality 0..100 (whole-frame rows)
 
 
 FRAMES_SCHEMA = pa.schema(
@@ -85,12 +88,13 @@ FRAMES_SCHEMA = pa.schema(
         ("video_id", pa.int64()),
         ("ts_start", pa.float64()),
         ("ts_end", pa.float64()),
-        ("crop", pa.int8()),
+        ("region", pa.int8()),
+        ("key", pa.binary(32)),
+        ("flat", pa.bool_()),
         ("phash", pa.uint64()),
         ("dhash", pa.uint64()),
         ("pdq", pa.binary(32)),
         ("quality", pa.int8()),
-        ("flat", pa.bool_()),
     ]
 )
 
@@ -173,7 +177,7 @@ class MatchRecord(NamedTuple):
     distance: int
     hasher: str
     variant: str
-    ref_crop: int
+    ref_region: str  # which box of the archive frame matched: full, centre85, top85, ...
     variants: str  # every query variant that matched inside the span, comma-separated
     score: float
     n_frames: int
@@ -200,7 +204,7 @@ MATCHES_SCHEMA = pa.schema(
         ("distance", pa.int32()),
         ("hasher", pa.string()),
         ("variant", pa.string()),
-        ("ref_crop", pa.int8()),
+        ("ref_region", pa.string()),
         ("variants", pa.string()),
         ("score", pa.float64()),
         ("n_frames", pa.int32()),

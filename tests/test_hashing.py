@@ -144,7 +144,36 @@ def test_empty_batch() -> None:
         "dhash": (0, 8),
         "pdq": (0, 32),
         "quality": (0,),
+        "phash256": (0, 32),
     }
+
+
+def test_phash256_is_imagehash_on_the_area_resample(thumbs: np.ndarray) -> None:
+    """The folded (resample + DCT) pHash-256 agrees with imagehash.phash(hash_size=16) on the
+    2x2 block mean of the thumbnail, up to the 8-bit rounding imagehash's input carries."""
+    thumbs = thumbs[: 4 * len(PHOTOS)]  # the real pictures (flat ones tie everywhere)
+    ours = hashing.phash256_regions(thumbs, [hashing.FULL_BOX])[0]
+    means = thumbs.reshape(len(thumbs), 64, 2, 64, 2).mean(axis=(2, 4))
+    worst = 0
+    for i, mean in enumerate(means):
+        reference = imagehash.phash(Image.fromarray(np.round(mean).astype(np.uint8)), hash_size=16)
+        worst = max(worst, bin(int(str(reference), 16) ^ int(ours[i].tobytes().hex(), 16))
+                    .count("1"))
+    assert worst <= 6
+
+
+def test_phash256_regions_equal_hashing_the_cropped_box(thumbs: np.ndarray) -> None:
+    """A region hashed through its folded matrices equals hashing the box cut out first."""
+    thumbs = thumbs[: 4 * len(PHOTOS)]
+    box = (0.0, 0.25, 1.0, 1.0)  # rows 32..128 of 128: an exact pixel box
+    folded = hashing.phash256_regions(thumbs, [box])[0]
+    cut = np.stack([np.asarray(Image.fromarray(t[32:]).resize((128, 128), Image.Resampling.BOX))
+                    for t in thumbs])
+    direct = hashing.phash256_regions(cut, [hashing.FULL_BOX])[0]
+    distance = hashing.hamming(folded, direct)  # the cut-first route rounds to 8 bits twice
+    assert np.median(distance) <= 4 and distance.max() <= 24
+    assert hashing.hamming(folded, hashing.phash256_regions(thumbs, [hashing.FULL_BOX])[0]
+                           ).mean() > 40
 
 
 @pytest.mark.parametrize("width", [8, 32])

@@ -19,6 +19,7 @@ from schemas.manifest import Manifest
 from transforms import index_store
 from transforms.hashing import from_uint64
 from transforms.mih import HammingIndex
+from transforms.preprocess import REGIONS
 
 MIN_QUALITY = 50  # PDQ quality below which a frame or a query variant is no search key
 SPAN_GAP_S = 2.0  # matched rows further apart than this are separate spans (replays, recaps)
@@ -43,7 +44,7 @@ class ReferenceIndex:
     video_id: np.ndarray  # (N,) int64
     ts_start: np.ndarray  # (N,) float64
     ts_end: np.ndarray  # (N,) float64
-    crop: np.ndarray  # (N,) int8
+    region: np.ndarray  # (N,) int8, codes of transforms.preprocess.REGIONS
     key_rows: np.ndarray  # (K,) positions of the rows the MIH indexes
     mih: HammingIndex
     videos: dict[int, dict]  # video_id -> videos row (uri, title, ...)
@@ -51,8 +52,8 @@ class ReferenceIndex:
     @classmethod
     def from_tables(cls, videos: pa.Table, frames: pa.Table, hasher: str,
                     prune_d: int) -> ReferenceIndex:
-        codes = codes_of(frames.column(hasher))
-        quality = frames.column("quality").to_numpy()
+        codes = codes_of(frames.column("key"))
+        quality = frames.column("quality").fill_null(100).to_numpy()
         flat = frames.column("flat").to_numpy(zero_copy_only=False)
         key_rows = np.flatnonzero((quality >= MIN_QUALITY) & ~flat)
         return cls(
@@ -60,7 +61,7 @@ class ReferenceIndex:
             video_id=frames.column("video_id").to_numpy(),
             ts_start=frames.column("ts_start").to_numpy(),
             ts_end=frames.column("ts_end").to_numpy(),
-            crop=frames.column("crop").to_numpy(),
+            region=frames.column("region").to_numpy(),
             key_rows=key_rows,
             mih=HammingIndex(codes[key_rows]),
             videos={row["video_id"]: row for row in videos.to_pylist()},
@@ -70,7 +71,7 @@ class ReferenceIndex:
     def load(cls, index_dir: str, manifest: Manifest) -> ReferenceIndex:
         videos = index_store.live_videos(index_dir, manifest)
         frames = index_store.live_frames(index_dir, manifest, videos)
-        return cls.from_tables(videos, frames, manifest.primary_hasher, manifest.prune_d)
+        return cls.from_tables(videos, frames, manifest.key_hasher, manifest.prune_d)
 
     def search(self, codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(variant index, frame row, distance) for every key row within ``radius``."""
@@ -88,7 +89,7 @@ class Span:
     ts_end: float
     distance: int
     variant: str
-    crop: int
+    region: str
     variants: tuple[str, ...]
     n_frames: int
     score: float
@@ -121,7 +122,7 @@ def collapse_spans(ref: ReferenceIndex, variant: np.ndarray, rows: np.ndarray,
                 ts_start=float(ref.ts_start[rows[group]].min()),
                 ts_end=float(ref.ts_end[rows[group]].max()),
                 distance=int(dist[best]), variant=variant_names[variant[best]],
-                crop=int(ref.crop[row]), variants=names,
+                region=REGIONS[int(ref.region[row])][0], variants=names,
                 n_frames=len(np.unique(rows[group])),
                 score=score_of(int(dist[best]), n_bits),
             ))

@@ -18,6 +18,30 @@ PREPROCESS_VERSION = 1
 THUMB_SIZE = 128
 FLAT_STD = 8.0  # grey standard deviation below which a thumbnail is flat (fades, black gaps)
 
+Box = tuple[float, float, float, float]  # relative (left, top, right, bottom)
+FULL: Box = (0.0, 0.0, 1.0, 1.0)
+CAPTION_CUTS = (0.15, 0.25)  # fractions of the height a caption laid over a frame may cover
+
+
+def _regions() -> dict[int, tuple[str, Box]]:
+    """Reference regions: every frame is also indexed over these boxes of itself.
+
+    A post often shows only part of a frame: a crop, or the rows that a caption laid over
+    it left uncovered. Its hash then meets a reference hashed over (nearly) the same part,
+    instead of the whole frame. The query side cuts its captions at the same fractions.
+    """
+    regions = [("full", FULL), ("centre85", (0.075, 0.075, 0.925, 0.925)),
+               ("centre75", (0.125, 0.125, 0.875, 0.875)),
+               ("middle70", (0.0, CAPTION_CUTS[0], 1.0, 1.0 - CAPTION_CUTS[0]))]
+    for cut in CAPTION_CUTS:
+        keep = round(100 * (1 - cut))
+        regions += [(f"top{keep}", (0.0, 0.0, 1.0, 1.0 - cut)),
+                    (f"bottom{keep}", (0.0, cut, 1.0, 1.0))]
+    return dict(enumerate(regions))
+
+
+REGIONS = _regions()
+
 # Pillow's "L" conversion: L = R*299/1000 + G*587/1000 + B*114/1000, in 16-bit fixed point.
 _LUMA = np.array([19595, 38470, 7471], dtype=np.uint32)
 
@@ -27,7 +51,7 @@ def grey(rgb: np.ndarray) -> np.ndarray:
     return ((rgb.astype(np.uint32) @ _LUMA + 0x8000) >> 16).astype(np.uint8)
 
 
-def resize_rgb(image: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+def resize_rgb(image: Image.Image, box: Box | None = None) -> np.ndarray:
     """An RGB image (or a box of it, in relative 0..1 coordinates) as THUMB x THUMB RGB."""
     if box is not None:
         w, h = image.size
@@ -39,27 +63,14 @@ def resize_rgb(image: Image.Image, box: tuple[float, float, float, float] | None
     return np.asarray(resized.convert("RGB"), dtype=np.uint8)
 
 
-def thumbnail(image: Image.Image, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+def thumbnail(image: Image.Image, box: Box | None = None) -> np.ndarray:
     """The canonical grey thumbnail of an RGB image or of a relative box inside it."""
     return grey(resize_rgb(image, box))
 
 
-def centre_crop(thumbs: np.ndarray, percent: int) -> np.ndarray:
-    """Centre crops keeping ``percent`` of each side of (N, T, T) thumbnails, resized back to T."""
-    if percent == 100:
-        return thumbs
+def is_flat(thumbs: np.ndarray, box: Box = FULL) -> np.ndarray:
+    """Boolean per thumbnail: True where the picture (or a box of it) is (nearly) uniform."""
     side = thumbs.shape[-1]
-    keep = side * percent / 100.0
-    margin = (side - keep) / 2.0
-    box = (margin, margin, margin + keep, margin + keep)
-    return np.stack(
-        [
-            np.asarray(Image.fromarray(t).resize((side, side), Image.Resampling.BOX, box=box))
-            for t in thumbs
-        ]
-    )
-
-
-def is_flat(thumbs: np.ndarray) -> np.ndarray:
-    """Boolean per thumbnail: True where the picture is (nearly) uniform."""
-    return thumbs.reshape(len(thumbs), -1).std(axis=1) < FLAT_STD
+    left, top, right, bottom = (round(b * side) for b in box)
+    pixels = thumbs[:, top:bottom, left:right]
+    return pixels.reshape(len(thumbs), -1).std(axis=1) < FLAT_STD

@@ -22,7 +22,7 @@ from schemas.manifest import Manifest
 from schemas.records import QUERY_SIDECAR_FIELDS, DeadLetter, MatchRecord, QueryRecord
 from transforms import hashing, io, preprocess
 from transforms.images import ImageError, load_image
-from transforms.matching import MIN_QUALITY, ReferenceIndex, collapse_spans
+from transforms.matching import ReferenceIndex, collapse_spans
 from transforms.variants import query_variants, variant_thumbnails
 
 DEAD = "dead_letter"
@@ -120,15 +120,13 @@ class HashQuery(beam.DoFn):
         self.distinct.inc()
         variants = query_variants(image, self.max_variants)
         thumbs = variant_thumbnails(image, variants)
-        hashes = hashing.hash_batch(thumbs, [self.hasher])
+        codes = hashing.HASHERS[self.hasher].compute(thumbs)
         usable = ~preprocess.is_flat(thumbs)
-        if "quality" in hashes:
-            usable &= hashes["quality"] >= MIN_QUALITY
         self.variants.update(len(variants))
         self.hash_ms.update(int((time.monotonic() - began) * 1000))
         yield HashedQuery(sha256, uris, image.width, image.height,
                           [v.name for v, ok in zip(variants, usable, strict=True) if ok],
-                          hashes[self.hasher][usable], len(variants))
+                          codes[usable], len(variants))
 
 
 class SearchIndex(beam.DoFn):
@@ -185,7 +183,7 @@ class SearchIndex(beam.DoFn):
                     ref_video_id=span.video_id, ref_ts_s=span.ts_best,
                     ref_ts_start_s=span.ts_start, ref_ts_end_s=span.ts_end,
                     distance=span.distance, hasher=self.ref.hasher, variant=span.variant,
-                    ref_crop=span.crop, variants=",".join(span.variants), score=span.score,
+                    ref_region=span.region, variants=",".join(span.variants), score=span.score,
                     n_frames=span.n_frames, rank=rank, run_id=self.run_id,
                     **{f: record._asdict()[f] for f in QUERY_SIDECAR_FIELDS},
                     ref_title=video.get("title"), ref_source_url=video.get("source_url"),

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from transforms.preprocess import thumbnail
+from transforms.preprocess import CAPTION_CUTS, thumbnail
 
 Box = tuple[float, float, float, float]
 
@@ -32,7 +32,10 @@ ANALYSIS_SIDE = 384
 LUMA = np.float32([0.299, 0.587, 0.114])  # grey for analysis only; thumbnails use preprocess
 MIN_ANALYSIS_SIDE = 16  # smaller analysis images get the blind variants only
 ASPECTS = (("16:9", 16 / 9), ("4:3", 4 / 3))  # frame shapes of the archive worth cropping to
-BLIND_BANDS = (("band_top85", (0.0, 0.85)), ("band_mid70", (0.15, 0.85)))  # kept rows
+# Kept rows of the blind caption bands: the same bands the index holds as reference regions.
+BLIND_BANDS = (("band_top85", (0.0, 1 - CAPTION_CUTS[0])),
+               ("band_mid70", (CAPTION_CUTS[0], 1 - CAPTION_CUTS[0])),
+               ("band_bottom85", (CAPTION_CUTS[0], 1.0)))
 COLOUR_TOL = 16  # max channel difference still "the same flat colour" after JPEG
 TEXT_CONTRAST = 64  # max channel difference of text against its bar
 NOISE_TEXTURE = 0.5  # mean |grey step| that JPEG noise alone leaves on a flat area
@@ -302,13 +305,30 @@ def _embedded(query: _Query) -> Iterator[Variant]:
 
 
 def _captions(query: _Query) -> Iterator[Variant]:
+    """A caption bar is either added to the frame (cut it off: the rest is the whole frame)
+    or laid over it (the rest is a band of the frame: cut at the next reference band, so
+    that the query meets a reference region hashed over the same rows)."""
     left, top, right, bottom = query.base
+    height = bottom - top
     edge = query.caption_edge(from_bottom=False)
     if edge is not None and edge > top:
         yield Variant("caption_top", (left, edge, right, bottom))
+        cut = _band_cut((edge - top) / height)
+        if cut is not None:
+            yield Variant(f"caption_top_over{round(100 * cut)}",
+                          (left, top + cut * height, right, bottom))
     edge = query.caption_edge(from_bottom=True)
     if edge is not None and edge < bottom:
         yield Variant("caption_bottom", (left, top, right, edge))
+        cut = _band_cut((bottom - edge) / height)
+        if cut is not None:
+            yield Variant(f"caption_bottom_over{round(100 * cut)}",
+                          (left, top, right, bottom - cut * height))
+
+
+def _band_cut(covered: float) -> float | None:
+    """The smallest reference band cut that removes a caption covering ``covered``."""
+    return next((cut for cut in CAPTION_CUTS if covered <= cut + SAME_BOX), None)
 
 
 def _flips(query: _Query) -> Iterator[Variant]:

@@ -153,37 +153,44 @@ def plan_segments(video: VideoRecord, segment_s: float) -> list[Segment]:
             for s, e in decode.plan_segments(info, segment_s)]
 
 
-def frame_rows(video_id: int, pts: np.ndarray, thumbs: np.ndarray, crops: Sequence[int],
-               hashers: Sequence[str], primary: str, prune_d: int) -> list[FrameRecord]:
-    """Hash the frames of one segment at every reference crop and keep the rows that moved."""
+def frame_rows(video_id: int, pts: np.ndarray, thumbs: np.ndarray, hashers: Sequence[str],
+               prune_d: int) -> list[FrameRecord]:
+    """The rows of one segment: whole-frame rows where the key hash moved, and the regions.
+
+    The key hash of the whole frame is computed for every decoded frame, since pruning needs
+    it; everything else (the other regions' keys, pHash, dHash, PDQ) only for the frames
+    kept, which is what keeps indexing close to the speed of decoding. Region rows share
+    the whole-frame rows' times: a region is re-hashed when the whole frame has moved.
+    """
+    key = hashing.phash256_regions(thumbs, [preprocess.FULL])[0]
+    keep, ends = prune(pts, key, preprocess.is_flat(thumbs), prune_d)
+    kept = thumbs[keep]
+    extra = hashing.hash_batch(kept, hashers) if hashers else {}
+    phash = hashing.to_uint64(extra["phash"]) if "phash" in extra else None
+    dhash = hashing.to_uint64(extra["dhash"]) if "dhash" in extra else None
+    boxes = [box for _, box in preprocess.REGIONS.values()]
+    keys = hashing.phash256_regions(kept, boxes)
     rows: list[FrameRecord] = []
-    for crop in crops:
-        cropped = preprocess.centre_crop(thumbs, crop)
-        codes = hashing.hash_batch(cropped, hashers)
-        flat = preprocess.is_flat(cropped)
-        keep, ends = prune(pts, codes[primary], flat, prune_d)
-        phash = hashing.to_uint64(codes["phash"]) if "phash" in codes else None
-        dhash = hashing.to_uint64(codes["dhash"]) if "dhash" in codes else None
-        for i, end in zip(keep.tolist(), ends.tolist(), strict=True):
+    for region, (_, box) in preprocess.REGIONS.items():
+        flat = preprocess.is_flat(kept, box)
+        whole = region == 0
+        for j, (i, end) in enumerate(zip(keep.tolist(), ends.tolist(), strict=True)):
             rows.append(FrameRecord(
-                video_id=video_id, ts_start=float(pts[i]), ts_end=end, crop=crop,
-                phash=int(phash[i]) if phash is not None else None,
-                dhash=int(dhash[i]) if dhash is not None else None,
-                pdq=codes["pdq"][i].tobytes() if "pdq" in codes else None,
-                quality=int(codes["quality"][i]) if "quality" in codes else 100,
-                flat=bool(flat[i]),
+                video_id=video_id, ts_start=float(pts[i]), ts_end=end, region=region,
+                key=keys[region, j].tobytes(), flat=bool(flat[j]),
+                phash=int(phash[j]) if whole and phash is not None else None,
+                dhash=int(dhash[j]) if whole and dhash is not None else None,
+                pdq=extra["pdq"][j].tobytes() if whole and "pdq" in extra else None,
+                quality=int(extra["quality"][j]) if whole and "quality" in extra else None,
             ))
     return rows
 
 
 class DecodeSegment(beam.DoFn):
-    """Decodes one time segment with FFmpeg and hashes its frames at every reference crop."""
+    """Decodes one time segment with FFmpeg and hashes its frames."""
 
-    def __init__(self, crops: Sequence[int], hashers: Sequence[str], primary: str,
-                 prune_d: int, timeout_s: float):
-        self.crops = list(crops)
+    def __init__(self, hashers: Sequence[str], prune_d: int, timeout_s: float):
         self.hashers = list(hashers)
-        self.primary = primary
         self.prune_d = prune_d
         self.timeout_s = timeout_s
         self.frames_decoded = Metrics.counter("index", "frames_decoded")
@@ -209,8 +216,7 @@ class DecodeSegment(beam.DoFn):
         n = sum(len(p) for p in pts_parts)
         if n:
             rows = frame_rows(segment.video_id, np.concatenate(pts_parts),
-                              np.concatenate(thumb_parts), self.crops, self.hashers,
-                              self.primary, self.prune_d)
+                              np.concatenate(thumb_parts), self.hashers, self.prune_d)
         self.frames_decoded.inc(n)
         self.rows_kept.inc(len(rows))
         self.decode_ms.update(int((time.monotonic() - began) * 1000))

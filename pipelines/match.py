@@ -27,7 +27,7 @@ from transforms.queries import DEAD, QUERIES, FingerprintQuery, HashQuery, Searc
 
 TABLE_SCHEMAS = {"matches": MATCHES_SCHEMA, "queries": QUERIES_SCHEMA,
                  "dead_letter": DEAD_LETTER_SCHEMA}
-DEFAULT_THRESHOLD = 31  # Meta's PDQ match threshold; the search radius adds the index's prune_d
+DEFAULT_THRESHOLD = 40  # bits of the 256-bit key; the search radius adds the index's prune_d
 
 
 class MatchOptions(PipelineOptions):

@@ -307,23 +307,31 @@ def _embedded(query: _Query) -> Iterator[Variant]:
 def _captions(query: _Query) -> Iterator[Variant]:
     """A caption bar is either added to the frame (cut it off: the rest is the whole frame)
     or laid over it (the rest is a band of the frame: cut at the next reference band, so
-    that the query meets a reference region hashed over the same rows)."""
+    that the query meets a reference region hashed over the same rows). A bar laid over the
+    frame may have been eaten into by trimming (its plain margin looks like a border), so
+    the overlay cut is tried on the untrimmed image too."""
     left, top, right, bottom = query.base
-    height = bottom - top
     edge = query.caption_edge(from_bottom=False)
     if edge is not None and edge > top:
         yield Variant("caption_top", (left, edge, right, bottom))
-        cut = _band_cut((edge - top) / height)
-        if cut is not None:
-            yield Variant(f"caption_top_over{round(100 * cut)}",
-                          (left, top + cut * height, right, bottom))
+        for suffix, (x0, y0, x1, y1) in _frames(query):
+            cut = _band_cut((edge - y0) / (y1 - y0))
+            if cut is not None:
+                yield Variant(f"caption_top_over{round(100 * cut)}{suffix}",
+                              (x0, y0 + cut * (y1 - y0), x1, y1))
     edge = query.caption_edge(from_bottom=True)
     if edge is not None and edge < bottom:
         yield Variant("caption_bottom", (left, top, right, edge))
-        cut = _band_cut((bottom - edge) / height)
-        if cut is not None:
-            yield Variant(f"caption_bottom_over{round(100 * cut)}",
-                          (left, top, right, bottom - cut * height))
+        for suffix, (x0, y0, x1, y1) in _frames(query):
+            cut = _band_cut((y1 - edge) / (y1 - y0))
+            if cut is not None:
+                yield Variant(f"caption_bottom_over{round(100 * cut)}{suffix}",
+                              (x0, y0, x1, y1 - cut * (y1 - y0)))
+
+
+def _frames(query: _Query) -> list[tuple[str, Box]]:
+    """The boxes a laid-over caption may be measured against: the base, and the whole image."""
+    return [("", query.base)] + ([("_untrimmed", FULL)] if query.base != FULL else [])
 
 
 def _band_cut(covered: float) -> float | None:

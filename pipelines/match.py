@@ -106,7 +106,7 @@ def run(argv: list[str] | None = None) -> dict[str, str]:
             p
             | "ListImages" >> ListFiles(io.expand_source(opts.images))
             | "Paths" >> beam.Map(lambda m: m.path)
-            | "Spread" >> beam.Reshuffle()
+            | "OncePerUri" >> beam.Distinct()
             | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar)
         )
         for name, records in tables.items():

@@ -85,7 +85,8 @@ class Profile:
 
 PROFILES = {
     "test": Profile((640, 360), 25, 2, shots=5, seconds_per_shot=8.0, crf=26, clips=CLIPS),
-    "demo": Profile((1280, 720), 25, 3, shots=8, seconds_per_shot=6.0, crf=23, clips=CLIPS[:2]),
+    # test and demo show each photo in one reel only, so "the right video" is unambiguous
+    "demo": Profile((1280, 720), 25, 2, shots=5, seconds_per_shot=8.0, crf=23, clips=CLIPS[:2]),
     "bench": Profile((1280, 720), 25, 8, shots=12, seconds_per_shot=7.0, crf=23, clips=CLIPS),
 }
 

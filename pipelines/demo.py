@@ -25,11 +25,11 @@ from pipelines import index, match
 # (video, time in seconds, edit): moments picked from the demo archive's shot lists below.
 POSTS = (
     ("reel_00.mp4", 0.45, "caption"),
-    ("reel_01.mp4", 0.60, "crop"),
-    ("reel_02.mp4", 0.35, "flip"),
+    ("reel_01.mp4", 0.60, "centre_crop"),
+    ("reel_01.mp4", 0.10, "flip"),
     ("bigbuckbunny.mp4", 0.50, "screenshot"),
-    ("bikes.mp4", 0.55, "jpeg_resize"),
-    ("reel_01.mp4", 0.30, "pad_square"),
+    ("bikes.mp4", 0.55, "caption+jpeg_resize"),
+    ("reel_00.mp4", 0.80, "pad_square"),
 )
 EMBEDDED = ["--runner=FnApiRunner"]
 

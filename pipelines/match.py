@@ -54,8 +54,9 @@ class MatchImages(beam.PTransform):
     """Image URIs → {'matches', 'queries', 'dead_letter'} PCollections."""
 
     def __init__(self, index_dir: str, manifest, opts: MatchOptions, run_id: str,
-                 sidecar: dict[str, dict[str, str]]):
+                 sidecar: dict[str, dict[str, str]], refresh_s: float | None = None):
         super().__init__()
+        self.refresh_s = refresh_s
         self.index_dir = index_dir
         self.manifest = manifest
         self.opts = opts
@@ -75,7 +76,7 @@ class MatchImages(beam.PTransform):
         )
         answered = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
             self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.run_id,
-            self.sidecar)).with_outputs(QUERIES, main="matches")
+            self.sidecar, self.refresh_s)).with_outputs(QUERIES, main="matches")
         return {
             "matches": answered.matches,
             "queries": (fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])

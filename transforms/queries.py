@@ -20,7 +20,7 @@ from apache_beam.utils.shared import Shared
 
 from schemas.manifest import Manifest
 from schemas.records import QUERY_SIDECAR_FIELDS, DeadLetter, MatchRecord, QueryRecord
-from transforms import hashing, io, preprocess
+from transforms import hashing, index_store, io, preprocess
 from transforms.images import ImageError, load_image
 from transforms.matching import ReferenceIndex, collapse_spans
 from transforms.variants import query_variants, variant_thumbnails
@@ -130,10 +130,16 @@ class HashQuery(beam.DoFn):
 
 
 class SearchIndex(beam.DoFn):
-    """Answers hashed queries from the reference index, loaded once per worker process."""
+    """Answers hashed queries from the reference index, loaded once per worker process.
+
+    With ``refresh_s`` (the streaming job), the manifest is re-read at most that often and
+    a newer index (a nightly run added a batch) is loaded in place of the old one, so a
+    long-running job matches against the latest archive without a restart.
+    """
 
     def __init__(self, index_dir: str, manifest: Manifest, shared: Shared, threshold: int,
-                 top_k: int, run_id: str, sidecar: dict[str, dict[str, str]]):
+                 top_k: int, run_id: str, sidecar: dict[str, dict[str, str]],
+                 refresh_s: float | None = None):
         self.index_dir = index_dir
         self.manifest = manifest
         self.shared = shared
@@ -141,20 +147,37 @@ class SearchIndex(beam.DoFn):
         self.top_k = top_k
         self.run_id = run_id
         self.sidecar = sidecar
+        self.refresh_s = refresh_s
         self.matched = Metrics.counter("match", "queries_matched")
         self.unmatched = Metrics.counter("match", "queries_no_match")
+        self.reloads = Metrics.counter("match", "index_reloads")
         self.search_ms = Metrics.distribution("match", "search_ms")
         self.candidates = Metrics.distribution("match", "pairs_within_radius")
 
     def setup(self) -> None:
-        tag = self.manifest.partitions[-1].batch_id if self.manifest.partitions else "empty"
-        self.ref = self.shared.acquire(
-            lambda: ReferenceIndex.load(self.index_dir, self.manifest),
-            tag=f"{self.index_dir}@{tag}")
+        self._load(self.manifest)
+
+    def _load(self, manifest: Manifest) -> None:
+        tag = manifest.partitions[-1].batch_id if manifest.partitions else "empty"
+        self.ref = self.shared.acquire(lambda: ReferenceIndex.load(self.index_dir, manifest),
+                                       tag=f"{self.index_dir}@{tag}")
+        self.loaded_tag = tag
+        self.radius = self.threshold + manifest.prune_d
         self.n_bits = 8 * self.ref.mih.n_bytes
-        self.radius = self.threshold + self.manifest.prune_d
+        self.checked_at = time.monotonic()
+
+    def _refresh(self) -> None:
+        if self.refresh_s is None or time.monotonic() - self.checked_at < self.refresh_s:
+            return
+        manifest = index_store.load_manifest(self.index_dir)
+        self.checked_at = time.monotonic()
+        if manifest and manifest.partitions and manifest.partitions[-1].batch_id != self.loaded_tag:
+            index_store.require_compatible(manifest, self.index_dir)
+            self._load(manifest)
+            self.reloads.inc()
 
     def process(self, query: HashedQuery) -> Iterator[Any]:
+        self._refresh()
         began = time.monotonic()
         spans = []
         if len(query.codes):

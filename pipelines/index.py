@@ -20,7 +20,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.options import CommonOptions, beam_options, configure_logging, new_run_id
 from pipelines.report import print_metrics
 from schemas.manifest import Manifest, Partition, partition_dir
-from schemas.records import DEAD_LETTER_SCHEMA, FRAMES_SCHEMA, VIDEOS_SCHEMA
+from schemas.records import (
+    DEAD_LETTER_SCHEMA,
+    FRAMES_SCHEMA,
+    REFERENCES_SCHEMA,
+    VIDEOS_SCHEMA,
+)
 from transforms import io, sinks
 from transforms.index_store import load_manifest, manifest_uri, require_compatible
 from transforms.listing import ListFiles
@@ -28,6 +33,7 @@ from transforms.preprocess import PREPROCESS_VERSION, REGIONS
 from transforms.video_index import (
     DEAD,
     FRAMES,
+    REFERENCES,
     DecodeSegment,
     DetectChanges,
     FinaliseVideo,
@@ -55,6 +61,9 @@ class IndexOptions(PipelineOptions):
                             help="Seconds one segment may take to decode before it is failed.")
         parser.add_argument("--probe_timeout", type=float, default=30.0,
                             help="Seconds ffprobe may take on one file.")
+        parser.add_argument("--no_references", action="store_true",
+                            help="Do not store the kept frames' pictures (grey JPEG, 320 px) "
+                                 "that match --verify re-checks; saves ~12 kB per kept frame.")
 
 
 class KnownVideos(beam.PTransform):
@@ -108,26 +117,28 @@ class IndexArchive(beam.PTransform):
             | "PlanSegments" >> beam.FlatMap(plan_segments, o.segment_seconds)
             | "SpreadSegments" >> beam.Reshuffle()
             | "DecodeAndHash" >> beam.ParDo(DecodeSegment(self.hashers, o.prune_d,
-                                                          o.decode_timeout))
+                                                          o.decode_timeout,
+                                                          not o.no_references))
         )
         finalised = (
             {"video": probed.videos | "KeyById" >> beam.Map(lambda v: (v.video_id, v)),
              "segments": segments}
             | "GroupSegments" >> beam.CoGroupByKey()
             | "Finalise" >> beam.ParDo(FinaliseVideo(self.batch_id))
-            .with_outputs(DEAD, FRAMES, main="videos")
+            .with_outputs(DEAD, FRAMES, REFERENCES, main="videos")
         )
         return {
             "videos": (finalised.videos, changes[DetectChanges.TOMBSTONES])
             | "VideosAndTombstones" >> beam.Flatten(),
             "frames": finalised[FRAMES],
+            "references": finalised[REFERENCES],
             "dead_letter": (changes[DEAD], probed[DEAD], finalised[DEAD])
             | "AllDeadLetters" >> beam.Flatten(),
         }
 
 
 TABLE_SCHEMAS = {"videos": VIDEOS_SCHEMA, "frames": FRAMES_SCHEMA,
-                 "dead_letter": DEAD_LETTER_SCHEMA}
+                 "references": REFERENCES_SCHEMA, "dead_letter": DEAD_LETTER_SCHEMA}
 
 
 def run(argv: list[str] | None = None) -> Manifest:

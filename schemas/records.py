@@ -99,6 +99,27 @@ FRAMES_SCHEMA = pa.schema(
 )
 
 
+class ReferenceRecord(NamedTuple):
+    """A kept whole-frame row's picture (grey JPEG, long side 320) for local-feature checks.
+
+    Kept apart from ``frames`` so that the join loads only hashes; the verification stage
+    reads these for the few candidates it re-checks.
+    """
+
+    video_id: int
+    ts_start: float
+    jpeg: bytes
+
+
+REFERENCES_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.int64()),
+        ("ts_start", pa.float64()),
+        ("jpeg", pa.binary()),
+    ]
+)
+
+
 class DeadLetter(NamedTuple):
     """An input that did not reach the output, and why: the stage it failed at and the error."""
 

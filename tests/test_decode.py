@@ -108,6 +108,18 @@ def test_batches_and_size(vfr_clip: Path) -> None:
     assert sum(len(p) for p, _ in batches) == len(_ffprobe_pts(vfr_clip))
 
 
+def test_reference_pictures_come_from_the_same_decode(vfr_clip: Path) -> None:
+    """The stacked reference output changes nothing about the thumbnails or their pts."""
+    plain = list(decode.decode_frames(str(vfr_clip)))
+    stacked = list(decode.decode_frames_with_reference(str(vfr_clip), reference=(320, 240)))
+    assert np.array_equal(np.concatenate([p for p, _ in plain]),
+                          np.concatenate([p for p, _, _ in stacked]))
+    assert np.array_equal(np.concatenate([t for _, t in plain]),
+                          np.concatenate([t for _, t, _ in stacked]))
+    refs = np.concatenate([r for _, _, r in stacked])
+    assert refs.shape[1:] == (240, 320, 3) and refs.std() > 10  # a real picture, not padding
+
+
 def test_segment_keeps_its_interval_only(vfr_clip: Path) -> None:
     everything, frames = _decode_all(vfr_clip)
     start, end = everything[40], everything[90]  # boundaries exactly on frames

@@ -225,17 +225,28 @@ class _Watchdog:
         self._left -= time.monotonic() - self._since
 
 
-def _command(path: str, start: float, size: int, threads: int) -> list[str]:
+def _command(path: str, start: float, size: int, threads: int,
+             reference: tuple[int, int] | None = None) -> list[str]:
     """FFmpeg reading ``path`` from the keyframe before absolute ``start``, showinfo last so
-    it logs each frame as it leaves for the pipe (scaling keeps pts and time base)."""
+    it logs each frame as it leaves for the pipe (scaling keeps pts and time base).
+
+    With ``reference`` (width, height), each piped frame is the square thumbnail stacked
+    above a larger picture of the same frame, both padded to one width: one decode, one
+    pipe, one pts per frame for both.
+    """
     seek = {} if start == -math.inf else {"ss": repr(float(start)), "seek_timestamp": 1}
     source = ffmpeg.input(_url(path), threads=threads, noaccurate_seek=None, **seek, **_INPUT_GUARD)
-    frames = (
-        source["V:0"]
-        .filter("scale", size, size, flags="area")
-        .filter("format", "rgb24")
-        .filter("showinfo")
-    )
+    video = source["V:0"]
+    if reference is None:
+        stacked = video.filter("scale", size, size, flags="area")
+    else:
+        width = max(size, reference[0])
+        split = video.filter_multi_output("split")
+        thumb = split[0].filter("scale", size, size, flags="area").filter("pad", width, size)
+        big = split[1].filter("scale", reference[0], reference[1], flags="area").filter(
+            "pad", width, reference[1])
+        stacked = ffmpeg.filter([thumb, big], "vstack", inputs=2)
+    frames = stacked.filter("format", "rgb24").filter("showinfo")
     # Passthrough: one frame out per frame decoded. The encoder keeps the stream's time base
     # (-1): a coarser one would round close VFR pts together and make the muxer complain.
     output = frames.output("pipe:", format="rawvideo", fps_mode="passthrough", enc_time_base=-1)
@@ -276,11 +287,38 @@ def decode_frames(
     that wants all or nothing discards the rows when it catches the error. A whole-file
     decode that yields no frame at all is a DecodeError('decode') too.
     """
+    yield from _decode(path, start, end, size, None, batch, timeout_s, threads)
+
+
+def decode_frames_with_reference(
+    path: str,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    reference: tuple[int, int],
+    size: int = THUMB_SIZE,
+    batch: int = 64,
+    timeout_s: float = 600,
+    threads: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``decode_frames`` plus each frame area-scaled to ``reference`` (width, height) RGB, from
+    the same decode: batches of (pts, thumbnails (n, size, size, 3), references (n, h, w, 3))."""
+    ref_w, ref_h = reference
+    for pts, stacked in _decode(path, start, end, size, reference, batch, timeout_s, threads):
+        yield pts, stacked[:, :size, :size], stacked[:, size:, :ref_w]
+
+
+def _decode(path: str, start: float | None, end: float | None, size: int,
+            reference: tuple[int, int] | None, batch: int, timeout_s: float, threads: int,
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The decode behind both public functions: (pts, piped frames (n, height, width, 3))."""
     low = -math.inf if start is None else start
     high = math.inf if end is None else end
-    frame_bytes = size * size * 3
+    height = size + (reference[1] if reference else 0)
+    width = max(size, reference[0]) if reference else size
+    frame_bytes = height * width * 3
     process = subprocess.Popen(
-        _command(path, low, size, threads),
+        _command(path, low, size, threads, reference),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -292,7 +330,7 @@ def decode_frames(
     try:
         while not (stopped or drained):
             pts = np.empty(batch, dtype=np.float64)
-            rgb = np.empty((batch, size, size, 3), dtype=np.uint8)
+            rgb = np.empty((batch, height, width, 3), dtype=np.uint8)
             count = 0
             with watchdog:
                 while count < batch:

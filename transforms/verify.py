@@ -101,6 +101,13 @@ def _resize_long_side(grey: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(grey, size, interpolation=interpolation)
 
 
+def reference_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of a video's reference pictures: long side VERIFY_SIDE, aspect kept,
+    even (what FFmpeg scales a frame to when the index stores references)."""
+    scale = VERIFY_SIDE / max(width, height, 1)
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
 def reference_from_rgb(rgb: np.ndarray) -> np.ndarray:
     """An RGB uint8 frame of any size as the grey uint8 reference picture (long side VERIFY_SIDE).
 

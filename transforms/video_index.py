@@ -19,8 +19,8 @@ import numpy as np
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.metrics import Metrics
 
-from schemas.records import DeadLetter, FrameRecord, VideoRecord
-from transforms import decode, hashing, io, preprocess
+from schemas.records import DeadLetter, FrameRecord, ReferenceRecord, VideoRecord
+from transforms import decode, hashing, io, preprocess, verify
 from transforms.sampling import prune
 
 VIDEO_EXTENSIONS = frozenset([
@@ -29,6 +29,7 @@ VIDEO_EXTENSIONS = frozenset([
 ])
 DEAD = "dead_letter"
 FRAMES = "frames"
+REFERENCES = "references"
 
 
 class Segment(NamedTuple):
@@ -36,12 +37,15 @@ class Segment(NamedTuple):
     uri: str
     start: float
     end: float
+    width: int
+    height: int
 
 
 class SegmentResult(NamedTuple):
     start: float
     n_decoded: int
     rows: list[FrameRecord]
+    references: list[ReferenceRecord]
     error: str | None
     error_stage: str | None
 
@@ -149,18 +153,19 @@ class ProbeVideo(beam.DoFn):
 def plan_segments(video: VideoRecord, segment_s: float) -> list[Segment]:
     info = decode.VideoInfo(video.start_time, video.duration, video.width, video.height,
                             video.codec)
-    return [Segment(video.video_id, video.uri, s, e)
+    return [Segment(video.video_id, video.uri, s, e, video.width, video.height)
             for s, e in decode.plan_segments(info, segment_s)]
 
 
 def frame_rows(video_id: int, pts: np.ndarray, thumbs: np.ndarray, hashers: Sequence[str],
-               prune_d: int) -> list[FrameRecord]:
+               prune_d: int) -> tuple[list[FrameRecord], np.ndarray]:
     """The rows of one segment: whole-frame rows where the key hash moved, and the regions.
 
-    The key hash of the whole frame is computed for every decoded frame, since pruning needs
-    it; everything else (the other regions' keys, pHash, dHash, PDQ) only for the frames
-    kept, which is what keeps indexing close to the speed of decoding. Region rows share
-    the whole-frame rows' times: a region is re-hashed when the whole frame has moved.
+    Returns the rows and the indices of the kept frames. The key hash of the whole frame is
+    computed for every decoded frame, since pruning needs it; everything else (the other
+    regions' keys, pHash, dHash, PDQ) only for the frames kept, which is what keeps
+    indexing close to the speed of decoding. Region rows share the whole-frame rows' times:
+    a region is re-hashed when the whole frame has moved.
     """
     key = hashing.phash256_regions(thumbs, [preprocess.FULL])[0]
     keep, ends = prune(pts, key, preprocess.is_flat(thumbs), prune_d)
@@ -183,16 +188,22 @@ def frame_rows(video_id: int, pts: np.ndarray, thumbs: np.ndarray, hashers: Sequ
                 pdq=extra["pdq"][j].tobytes() if whole and "pdq" in extra else None,
                 quality=int(extra["quality"][j]) if whole and "quality" in extra else None,
             ))
-    return rows
+    return rows, keep
 
 
 class DecodeSegment(beam.DoFn):
-    """Decodes one time segment with FFmpeg and hashes its frames."""
+    """Decodes one time segment with FFmpeg and hashes its frames.
 
-    def __init__(self, hashers: Sequence[str], prune_d: int, timeout_s: float):
+    With ``references``, the same decode also yields each frame at the verification size,
+    and the kept whole-frame rows' pictures are stored as small grey JPEGs.
+    """
+
+    def __init__(self, hashers: Sequence[str], prune_d: int, timeout_s: float,
+                 references: bool):
         self.hashers = list(hashers)
         self.prune_d = prune_d
         self.timeout_s = timeout_s
+        self.references = references
         self.frames_decoded = Metrics.counter("index", "frames_decoded")
         self.rows_kept = Metrics.counter("index", "rows_kept")
         self.decode_ms = Metrics.distribution("index", "segment_decode_ms")
@@ -201,26 +212,46 @@ class DecodeSegment(beam.DoFn):
         began = time.monotonic()
         pts_parts: list[np.ndarray] = []
         thumb_parts: list[np.ndarray] = []
+        ref_parts: list[np.ndarray] = []
         error = stage = None
         try:
             with io.local_path(segment.uri) as path:
-                for pts, rgb in decode.decode_frames(path, segment.start, segment.end,
-                                                     timeout_s=self.timeout_s):
+                for pts, thumbs, refs in self._decode(path, segment):
                     pts_parts.append(pts)
-                    thumb_parts.append(preprocess.grey(rgb))
+                    thumb_parts.append(preprocess.grey(thumbs))
+                    if refs is not None:
+                        ref_parts.append(preprocess.grey(refs))
         except decode.DecodeError as e:
             error, stage = str(e), e.stage
         except OSError as e:
             error, stage = repr(e), "read"
         rows: list[FrameRecord] = []
+        references: list[ReferenceRecord] = []
         n = sum(len(p) for p in pts_parts)
         if n:
-            rows = frame_rows(segment.video_id, np.concatenate(pts_parts),
-                              np.concatenate(thumb_parts), self.hashers, self.prune_d)
+            pts = np.concatenate(pts_parts)
+            rows, keep = frame_rows(segment.video_id, pts, np.concatenate(thumb_parts),
+                                    self.hashers, self.prune_d)
+            if ref_parts:
+                pictures = np.concatenate(ref_parts)
+                references = [ReferenceRecord(segment.video_id, float(pts[i]),
+                                              verify.encode_reference(pictures[i]))
+                              for i in keep.tolist()]
         self.frames_decoded.inc(n)
         self.rows_kept.inc(len(rows))
         self.decode_ms.update(int((time.monotonic() - began) * 1000))
-        yield segment.video_id, SegmentResult(segment.start, n, rows, error, stage)
+        yield segment.video_id, SegmentResult(segment.start, n, rows, references, error, stage)
+
+    def _decode(self, path: str, segment: Segment
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        if not self.references:
+            for pts, thumbs in decode.decode_frames(path, segment.start, segment.end,
+                                                    timeout_s=self.timeout_s):
+                yield pts, thumbs, None
+            return
+        yield from decode.decode_frames_with_reference(
+            path, segment.start, segment.end, timeout_s=self.timeout_s,
+            reference=verify.reference_size(segment.width, segment.height))
 
 
 class FinaliseVideo(beam.DoFn):
@@ -254,3 +285,5 @@ class FinaliseVideo(beam.DoFn):
         yield video._replace(n_frames_decoded=n_decoded, n_rows=len(rows), warning=warning)
         for row in rows:
             yield beam.pvalue.TaggedOutput(FRAMES, row)
+        for reference in (r for s in segments for r in s.references):
+            yield beam.pvalue.TaggedOutput(REFERENCES, reference)

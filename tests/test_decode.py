@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transforms.decode import DecodeError, VideoInfo, decode_frames, plan_segments, probe
+from transforms.decode import (
+    DecodeError,
+    VideoInfo,
+    decode_frames,
+    decode_frames_with_reference,
+    plan_segments,
+    probe,
+)
 from transforms.preprocess import THUMB_SIZE
 
 
@@ -110,8 +117,8 @@ def test_batches_and_size(vfr_clip: Path) -> None:
 
 def test_reference_pictures_come_from_the_same_decode(vfr_clip: Path) -> None:
     """The stacked reference output changes nothing about the thumbnails or their pts."""
-    plain = list(decode.decode_frames(str(vfr_clip)))
-    stacked = list(decode.decode_frames_with_reference(str(vfr_clip), reference=(320, 240)))
+    plain = list(decode_frames(str(vfr_clip)))
+    stacked = list(decode_frames_with_reference(str(vfr_clip), reference=(320, 240)))
     assert np.array_equal(np.concatenate([p for p, _ in plain]),
                           np.concatenate([p for p, _, _ in stacked]))
     assert np.array_equal(np.concatenate([t for _, t in plain]),

@@ -23,7 +23,15 @@ from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
 from transforms import io, sinks
 from transforms.index_store import load_manifest, require_compatible
 from transforms.listing import ListFiles
-from transforms.queries import DEAD, QUERIES, FingerprintQuery, HashQuery, SearchIndex
+from transforms.queries import (
+    DEAD,
+    QUERIES,
+    AnswerQueries,
+    FingerprintQuery,
+    HashQuery,
+    SearchIndex,
+)
+from transforms.verification import VerifyCandidates
 
 TABLE_SCHEMAS = {"matches": MATCHES_SCHEMA, "queries": QUERIES_SCHEMA,
                  "dead_letter": DEAD_LETTER_SCHEMA}
@@ -42,6 +50,15 @@ class MatchOptions(PipelineOptions):
                             help="Query variants hashed per image (cost bound).")
         parser.add_argument("--max_pixels", type=int, default=50_000_000,
                             help="Images with more pixels are refused (decompression bombs).")
+        parser.add_argument("--verify", action="store_true",
+                            help="Re-check the best candidates with local features (ORB + "
+                                 "RANSAC) against the index's stored pictures; also rescues "
+                                 "queries whose hashes matched nothing.")
+        parser.add_argument("--verify_k", type=int, default=3,
+                            help="Candidates re-checked per query with --verify.")
+        parser.add_argument("--rescue_radius", type=int, default=100,
+                            help="With --verify, how far (bits) the nearest rows of an "
+                                 "unmatched query may be to be re-checked.")
         parser.add_argument("--run_id", default=None, help="Rerun (and replace) this run.")
         parser.add_argument("--run_date", default=None, help="Partition date, YYYY-MM-DD.")
 
@@ -65,18 +82,25 @@ class MatchImages(beam.PTransform):
 
     def expand(self, uris):
         o = self.opts
+        hasher = self.manifest.key_hasher
         fingerprints = uris | "Fingerprint" >> beam.ParDo(
             FingerprintQuery(self.run_id, self.sidecar)).with_outputs(DEAD, QUERIES, main="keys")
         hashed = (
             fingerprints.keys
             | "GroupReposts" >> beam.GroupByKey()
             | "HashVariants" >> beam.ParDo(HashQuery(
-                self.manifest.key_hasher, o.max_variants, o.max_pixels, self.run_id,
-                self.sidecar)).with_outputs(DEAD, QUERIES, main="hashed")
+                hasher, o.max_variants, o.max_pixels, self.run_id, self.sidecar,
+                keep_picture=o.verify)).with_outputs(DEAD, QUERIES, main="hashed")
         )
-        answered = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
-            self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.run_id,
-            self.sidecar, self.refresh_s)).with_outputs(QUERIES, main="matches")
+        candidates = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
+            self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.refresh_s,
+            rescue_k=o.verify_k if o.verify else 0, rescue_radius=o.rescue_radius))
+        if o.verify:
+            candidates = candidates | "Verify" >> beam.ParDo(VerifyCandidates(
+                self.index_dir, self.manifest, Shared(), o.verify_k))
+        answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
+            hasher, o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
+        )).with_outputs(QUERIES, main="matches")
         return {
             "matches": answered.matches,
             "queries": (fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])

@@ -204,6 +204,8 @@ class MatchRecord(NamedTuple):
     n_frames: int
     rank: int
     run_id: str
+    verified: bool | None = None  # local-feature check outcome (None: not checked)
+    inliers: int | None = None  # RANSAC inliers of that check
     post_url: str | None = None
     platform: str | None = None
     posted_at: str | None = None
@@ -231,6 +233,8 @@ MATCHES_SCHEMA = pa.schema(
         ("n_frames", pa.int32()),
         ("rank", pa.int32()),
         ("run_id", pa.string()),
+        ("verified", pa.bool_()),
+        ("inliers", pa.int32()),
         ("post_url", pa.string()),
         ("platform", pa.string()),
         ("posted_at", pa.string()),

@@ -10,6 +10,7 @@ answer is "somewhere in 00:41.2–00:44.0, best at 00:42.1", not one arbitrary f
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +47,7 @@ class ReferenceIndex:
     ts_end: np.ndarray  # (N,) float64
     region: np.ndarray  # (N,) int8, codes of transforms.preprocess.REGIONS
     key_rows: np.ndarray  # (K,) positions of the rows the MIH indexes
+    key_codes: np.ndarray  # (K, bytes) their codes
     mih: HammingIndex
     videos: dict[int, dict]  # video_id -> videos row (uri, title, ...)
 
@@ -63,6 +65,7 @@ class ReferenceIndex:
             ts_end=frames.column("ts_end").to_numpy(),
             region=frames.column("region").to_numpy(),
             key_rows=key_rows,
+            key_codes=codes[key_rows],
             mih=HammingIndex(codes[key_rows]),
             videos={row["video_id"]: row for row in videos.to_pylist()},
         )
@@ -78,12 +81,45 @@ class ReferenceIndex:
         variant, key, dist = self.mih.search(codes, radius)
         return variant, self.key_rows[key], dist
 
+    def nearest(self, codes: np.ndarray, k: int, max_distance: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``k`` key rows nearest to any variant (within ``max_distance``), brute force.
+
+        The coarse candidate set of the verification stage, for queries whose hashes matched
+        nothing within the radius (rotations, heavy crops): a scan of every key row, so it
+        costs O(rows x variants) per query and runs only for those queries.
+        """
+        if len(codes) == 0 or len(self.key_rows) == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        words = self.key_words
+        query_words = np.ascontiguousarray(codes).view(np.uint64)
+        best = np.full(len(words), np.iinfo(np.int64).max, dtype=np.int64)
+        best_variant = np.zeros(len(words), dtype=np.int64)
+        for v, q in enumerate(query_words):
+            dist = np.bitwise_count(words ^ q).sum(axis=1, dtype=np.int64)
+            better = dist < best
+            best[better], best_variant[better] = dist[better], v
+        order = np.argsort(best, kind="stable")[:k]
+        order = order[best[order] <= max_distance]
+        return best_variant[order], self.key_rows[order], best[order]
+
+    @functools.cached_property
+    def key_words(self) -> np.ndarray:
+        """The key rows' codes as (K, 4) uint64 words, for brute-force scans."""
+        return np.ascontiguousarray(self.key_codes).view(np.uint64)
+
 
 @dataclasses.dataclass(frozen=True)
 class Span:
-    """A run of matched rows of one video, with its best frame."""
+    """A run of matched rows of one video, with its best frame.
+
+    ``verified`` is None when no local-feature check was made, else its outcome, with the
+    RANSAC ``inliers`` it found.
+    """
 
     video_id: int
+    video: dict  # the video's row: uri, title, source_url, published, ...
     ts_best: float
     ts_start: float
     ts_end: float
@@ -93,6 +129,8 @@ class Span:
     variants: tuple[str, ...]
     n_frames: int
     score: float
+    verified: bool | None = None
+    inliers: int | None = None
 
 
 def score_of(distance: int, n_bits: int) -> float:
@@ -118,7 +156,7 @@ def collapse_spans(ref: ReferenceIndex, variant: np.ndarray, rows: np.ndarray,
             row = rows[best]
             names = tuple(sorted({variant_names[v] for v in variant[group]}))
             spans.append(Span(
-                video_id=int(vid), ts_best=float(ref.ts_start[row]),
+                video_id=int(vid), video=ref.videos[int(vid)], ts_best=float(ref.ts_start[row]),
                 ts_start=float(ref.ts_start[rows[group]].min()),
                 ts_end=float(ref.ts_end[rows[group]].max()),
                 distance=int(dist[best]), variant=variant_names[variant[best]],

@@ -22,8 +22,9 @@ from schemas.manifest import Manifest
 from schemas.records import QUERY_SIDECAR_FIELDS, DeadLetter, MatchRecord, QueryRecord
 from transforms import hashing, index_store, io, preprocess
 from transforms.images import ImageError, load_image
-from transforms.matching import ReferenceIndex, collapse_spans
+from transforms.matching import ReferenceIndex, Span, collapse_spans
 from transforms.variants import query_variants, variant_thumbnails
+from transforms.verify import query_grey
 
 DEAD = "dead_letter"
 QUERIES = "queries"
@@ -40,6 +41,16 @@ class HashedQuery(NamedTuple):
     variant_names: list[str]
     codes: np.ndarray  # (V, bytes) uint8, only the variants usable as search keys
     n_variants: int  # variants tried, usable or not
+    picture: np.ndarray | None  # grey picture for local-feature checks (only with --verify)
+
+
+class Candidates(NamedTuple):
+    """A hashed query with the spans its hashes found and, for the verification stage,
+    the nearest rows beyond the radius (when nothing was within it)."""
+
+    query: HashedQuery
+    spans: list[Span]
+    rescue: list[Span]
 
 
 def failed(uri: str, sha256: str | None, stage: str, error: str, run_id: str,
@@ -92,7 +103,8 @@ class HashQuery(beam.DoFn):
     """Decodes one distinct image and hashes its variants with the index's key hasher."""
 
     def __init__(self, hasher: str, max_variants: int, max_pixels: int, run_id: str,
-                 sidecar: dict[str, dict[str, str]]):
+                 sidecar: dict[str, dict[str, str]], keep_picture: bool = False):
+        self.keep_picture = keep_picture
         self.hasher = hasher
         self.max_variants = max_variants
         self.max_pixels = max_pixels
@@ -126,11 +138,15 @@ class HashQuery(beam.DoFn):
         self.hash_ms.update(int((time.monotonic() - began) * 1000))
         yield HashedQuery(sha256, uris, image.width, image.height,
                           [v.name for v, ok in zip(variants, usable, strict=True) if ok],
-                          codes[usable], len(variants))
+                          codes[usable], len(variants),
+                          query_grey(image) if self.keep_picture else None)
 
 
 class SearchIndex(beam.DoFn):
-    """Answers hashed queries from the reference index, loaded once per worker process.
+    """Searches hashed queries in the reference index, loaded once per worker process.
+
+    Emits ``Candidates``: the spans within the radius, and with ``rescue_k`` the nearest
+    rows of queries that had none (for the verification stage to re-check).
 
     With ``refresh_s`` (the streaming job), the manifest is re-read at most that often and
     a newer index (a nightly run added a batch) is loaded in place of the old one, so a
@@ -138,18 +154,16 @@ class SearchIndex(beam.DoFn):
     """
 
     def __init__(self, index_dir: str, manifest: Manifest, shared: Shared, threshold: int,
-                 top_k: int, run_id: str, sidecar: dict[str, dict[str, str]],
-                 refresh_s: float | None = None):
+                 top_k: int, refresh_s: float | None = None, rescue_k: int = 0,
+                 rescue_radius: int = 0):
         self.index_dir = index_dir
         self.manifest = manifest
         self.shared = shared
         self.threshold = threshold
         self.top_k = top_k
-        self.run_id = run_id
-        self.sidecar = sidecar
         self.refresh_s = refresh_s
-        self.matched = Metrics.counter("match", "queries_matched")
-        self.unmatched = Metrics.counter("match", "queries_no_match")
+        self.rescue_k = rescue_k
+        self.rescue_radius = rescue_radius
         self.reloads = Metrics.counter("match", "index_reloads")
         self.search_ms = Metrics.distribution("match", "search_ms")
         self.candidates = Metrics.distribution("match", "pairs_within_radius")
@@ -176,16 +190,39 @@ class SearchIndex(beam.DoFn):
             self._load(manifest)
             self.reloads.inc()
 
-    def process(self, query: HashedQuery) -> Iterator[Any]:
+    def process(self, query: HashedQuery) -> Iterator[Candidates]:
         self._refresh()
         began = time.monotonic()
-        spans = []
+        spans: list[Span] = []
+        rescue: list[Span] = []
         if len(query.codes):
             variant, rows, dist = self.ref.search(query.codes, self.radius)
             self.candidates.update(len(rows))
             spans = collapse_spans(self.ref, variant, rows, dist, query.variant_names,
                                    self.n_bits, self.top_k)
+            if not spans and self.rescue_k:
+                variant, rows, dist = self.ref.nearest(query.codes, self.rescue_k,
+                                                       self.rescue_radius)
+                rescue = collapse_spans(self.ref, variant, rows, dist, query.variant_names,
+                                        self.n_bits, self.rescue_k)
         self.search_ms.update(int((time.monotonic() - began) * 1000))
+        yield Candidates(query, spans, rescue)
+
+
+class AnswerQueries(beam.DoFn):
+    """Candidates → one ``QueryRecord`` per URI and its ranked ``MatchRecord``s."""
+
+    def __init__(self, hasher: str, radius: int, run_id: str,
+                 sidecar: dict[str, dict[str, str]]):
+        self.hasher = hasher
+        self.radius = radius
+        self.run_id = run_id
+        self.sidecar = sidecar
+        self.matched = Metrics.counter("match", "queries_matched")
+        self.unmatched = Metrics.counter("match", "queries_no_match")
+
+    def process(self, candidates: Candidates) -> Iterator[Any]:
+        query, spans = candidates.query, candidates.spans
         if not len(query.codes):
             status, reason = "no_match", "flat or featureless image: no usable hash"
         elif spans:
@@ -200,14 +237,15 @@ class SearchIndex(beam.DoFn):
                                   self.sidecar)
             yield beam.pvalue.TaggedOutput(QUERIES, record)
             for rank, span in enumerate(spans, start=1):
-                video = self.ref.videos[span.video_id]
+                video = span.video
                 yield MatchRecord(
                     query_uri=uri, query_sha256=query.sha256, ref_uri=video["uri"],
                     ref_video_id=span.video_id, ref_ts_s=span.ts_best,
                     ref_ts_start_s=span.ts_start, ref_ts_end_s=span.ts_end,
-                    distance=span.distance, hasher=self.ref.hasher, variant=span.variant,
+                    distance=span.distance, hasher=self.hasher, variant=span.variant,
                     ref_region=span.region, variants=",".join(span.variants), score=span.score,
                     n_frames=span.n_frames, rank=rank, run_id=self.run_id,
+                    verified=span.verified, inliers=span.inliers,
                     **{f: record._asdict()[f] for f in QUERY_SIDECAR_FIELDS},
                     ref_title=video.get("title"), ref_source_url=video.get("source_url"),
                     ref_published=video.get("published"),

@@ -227,7 +227,7 @@ def _verify_once(
     inliers = int(inlier.sum())
     scale = math.hypot(model[0, 0], model[1, 0])
     angle = math.degrees(math.atan2(model[1, 0], model[0, 0]))
-    spread = _spread(source[inlier], reference.size)
+    spread = _spread(source[inlier], _visible_area(model, query.size, reference.size))
     accepted = (
         inliers >= min_inliers
         and inliers >= MIN_INLIER_RATIO * len(good)
@@ -238,13 +238,27 @@ def _verify_once(
     return Verdict(inliers, scale, angle, flipped, accepted, len(good), spread)
 
 
-def _spread(points: np.ndarray, size: tuple[int, int]) -> float:
-    """Area of the convex hull of ``points`` as a fraction of the (w, h) picture's area.
+def _visible_area(model: np.ndarray, query_size: tuple[int, int],
+                  reference_size: tuple[int, int]) -> float:
+    """Area of the part of the reference that the query shows, under the model (reference →
+    query): the query's rectangle mapped back, clipped to the reference's rectangle. A crop
+    shows only part of the frame, and only that part can hold inliers."""
+    w, h = query_size
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]]).reshape(-1, 1, 2)
+    mapped = cv2.transform(corners, cv2.invertAffineTransform(model)).reshape(-1, 2)
+    rw, rh = reference_size
+    frame = np.float32([[0, 0], [rw, 0], [rw, rh], [0, rh]])
+    area, _ = cv2.intersectConvexConvex(mapped, frame)
+    return float(area)
+
+
+def _spread(points: np.ndarray, visible_area: float) -> float:
+    """Area of the convex hull of ``points`` as a fraction of the visible reference area.
 
     A line of text gives a thin hull (small area) however many inliers it has; a real view of
-    a frame spreads its inliers over a good part of it.
+    a frame spreads its inliers over a good part of what it shows.
     """
-    if len(points) < 3:
+    if len(points) < 3 or visible_area <= 0:
         return 0.0
     hull = cv2.convexHull(points.astype(np.float32))
-    return float(cv2.contourArea(hull)) / float(size[0] * size[1])
+    return min(1.0, float(cv2.contourArea(hull)) / visible_area)

@@ -1,0 +1,119 @@
+"""The verification stage: re-check a query's best candidates with local features.
+
+Hashes cannot see through rotations, heavy or off-centre crops, or pads they were not
+trimmed of. For the first ``k`` spans the hashes found, and for queries the hashes could
+not place at all the ``k`` nearest rows, the stored reference picture of the span's best
+frame is compared with the query by ORB features and a RANSAC similarity
+(``transforms.verify``). A span is kept when the check accepts it, dropped when it rejects
+it, and kept unverified when the check cannot judge (no stored picture, or too few
+features on either side: flat or tiny pictures). A hash match within ``SURE_DISTANCE``
+bits is kept even when the check rejects it (marked ``verified = False``): local features
+miss on smooth or fast-changing pictures that the hashes place well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Iterator
+
+import apache_beam as beam
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
+
+from schemas.manifest import Manifest, partition_dir
+from schemas.records import REFERENCES_SCHEMA
+from transforms import index_store, sinks, verify
+from transforms.matching import Span
+from transforms.queries import Candidates
+
+FEATURE_CACHE = 4096  # reference pictures' features kept per worker process
+SURE_DISTANCE = 24  # of 256 key bits: a hash match this close stands even if the check fails
+
+
+class ReferencePictures(dict):
+    """The live index's stored pictures, by (video id, frame pts)."""
+
+    @classmethod
+    def load(cls, index_dir: str, manifest: Manifest) -> ReferencePictures:
+        videos = index_store.live_videos(index_dir, manifest)
+        pictures = cls()
+        for p in manifest.partitions:
+            ids = videos.filter(pc.equal(videos.column("batch_id"), p.batch_id)).column("video_id")
+            if len(ids) == 0:
+                continue
+            table = sinks.read_table(partition_dir(index_dir, "references", p.batch_id),
+                                     REFERENCES_SCHEMA)
+            table = table.filter(pc.is_in(table.column("video_id"), value_set=ids))
+            for vid, ts, jpeg in zip(*(table.column(c).to_pylist()
+                                       for c in ("video_id", "ts_start", "jpeg")), strict=True):
+                pictures[(vid, ts)] = jpeg
+        return pictures
+
+
+def verified_score(hash_score: float, inliers: int) -> float:
+    """A verified span is at least as sure as its inliers say (25 inliers: 0.7, 75+: 0.9+)."""
+    return max(hash_score, min(1.0, 0.6 + inliers / 250))
+
+
+class VerifyCandidates(beam.DoFn):
+    """Candidates → Candidates whose spans passed (or could not be given) the check."""
+
+    def __init__(self, index_dir: str, manifest: Manifest, shared: Shared, k: int):
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.shared = shared
+        self.k = k
+        self.checked = Metrics.counter("verify", "spans_checked")
+        self.accepted = Metrics.counter("verify", "spans_accepted")
+        self.rejected = Metrics.counter("verify", "spans_rejected")
+        self.rescued = Metrics.counter("verify", "queries_rescued")
+        self.verify_ms = Metrics.distribution("verify", "verify_ms_per_query")
+
+    def setup(self) -> None:
+        tag = self.manifest.partitions[-1].batch_id if self.manifest.partitions else "empty"
+        self.pictures = self.shared.acquire(
+            lambda: ReferencePictures.load(self.index_dir, self.manifest),
+            tag=f"{self.index_dir}@{tag}:pictures")
+        self.reference_features = functools.lru_cache(maxsize=FEATURE_CACHE)(self._features)
+
+    def _features(self, key: tuple[int, float]) -> verify.Features | None:
+        jpeg = self.pictures.get(key)
+        return None if jpeg is None else verify.features(verify.decode_reference(jpeg))
+
+    def process(self, candidates: Candidates) -> Iterator[Candidates]:
+        query = candidates.query
+        if query.picture is None or not (candidates.spans or candidates.rescue):
+            yield candidates
+            return
+        began = time.monotonic()
+        query_features = verify.features(query.picture, verify.QUERY_FEATURES, mirror=True)
+        kept = [self._check(query_features, span) for span in candidates.spans[: self.k]]
+        kept += candidates.spans[self.k:]
+        rescued = [self._check(query_features, span, rescue=True)
+                   for span in candidates.rescue[: self.k]]
+        spans = [s for s in kept + rescued if s is not None]
+        if not candidates.spans and spans:
+            self.rescued.inc()
+        spans.sort(key=lambda s: (-s.score, s.ts_end - s.ts_start))
+        self.verify_ms.update(int((time.monotonic() - began) * 1000))
+        yield Candidates(query, spans, [])
+
+    def _check(self, query: verify.Features, span: Span, rescue: bool = False) -> Span | None:
+        reference = self.reference_features((span.video_id, span.ts_best))
+        if reference is None or min(len(query.keypoints),
+                                    len(reference.keypoints)) < verify.MIN_INLIERS:
+            return None if rescue else span  # cannot judge: the hashes' word stands
+        self.checked.inc()
+        verdict = verify.verify(query, reference)
+        if not verdict.accepted:
+            self.rejected.inc()
+            if not rescue and span.distance <= SURE_DISTANCE:
+                return dataclasses.replace(span, verified=False, inliers=verdict.inliers)
+            return None
+        self.accepted.inc()
+        return dataclasses.replace(span, verified=True, inliers=verdict.inliers,
+                                   score=verified_score(span.score, verdict.inliers))
+

@@ -3,12 +3,23 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
+PRISM := .cache/bin/prism
+BEAM_VERSION := $(shell sed -n 's/^apache-beam==//p' requirements-lock.txt)
 export NO_GCE_CHECK := True
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup test demo bench eval lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(PRISM)
+
+# Beam's Prism runner (the local streaming runner), built from Beam's Go module at the
+# pinned Beam version: Beam would download it from GitHub at run time, which offline fails.
+$(PRISM): requirements-lock.txt
+	@command -v go >/dev/null || { echo "setup: Go is needed to build Beam's Prism runner"; exit 1; }
+	@echo "setup: building Beam's Prism runner v$(BEAM_VERSION) (Go, cached in $(PRISM))"
+	@start=$$(date +%s); GOBIN=$(abspath .cache/bin) go install \
+	  github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION) && \
+	  echo "setup: prism built in $$(( $$(date +%s) - start )) s"
 
 $(STAMP): setup.py requirements-lock.txt
 	@start=$$(date +%s); \

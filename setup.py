@@ -22,9 +22,11 @@ setup(
         "numpy>=1.26",
         "pillow>=10.1",
         "scipy>=1.11",
+        "opencv-python-headless>=4.8",  # local-feature verification (match --verify)
+        "duckdb>=1.0",  # framematch sql / report / verdict
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "ruff", "duckdb", "scikit-video==1.1.11",
+        "test": ["pytest", "pytest-xdist", "ruff", "scikit-video==1.1.11",
                  "scikit-image", "gcp-storage-emulator"],
         "bench": ["faiss-cpu"],
     },

@@ -8,7 +8,14 @@ import sys
 COMMANDS = {
     "index": ("pipelines.index", "index a video archive into a frame-hash index"),
     "match": ("pipelines.match", "match posted images against an index"),
+    "hash": ("pipelines.hash_cmd", "print PDQ / vPDQ hashes of images and videos"),
+    "import": ("pipelines.import_cmd", "add a received PDQ / vPDQ / CSV hash list to an index"),
+    "export": ("pipelines.export_cmd", "write an index's PDQ out as vPDQ / PDQ / CSV lists"),
     "demo": ("pipelines.demo", "the story: index bundled footage, trace edited screengrabs"),
+    "sql": ("pipelines.sql_cmd", "DuckDB views over every run's results, analyst queries"),
+    "report": ("pipelines.report_cmd", "one static HTML page: posted images beside their frames"),
+    "verdict": ("pipelines.verdict_cmd", "record an analyst's confirmed/rejected on a match"),
+    "stream": ("pipelines.stream", "match images as they land, against a growing index"),
 }
 
 

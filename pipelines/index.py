@@ -26,7 +26,7 @@ from schemas.records import (
     REFERENCES_SCHEMA,
     VIDEOS_SCHEMA,
 )
-from transforms import io, sinks
+from transforms import io, runs, sinks
 from transforms.index_store import load_manifest, manifest_uri, require_compatible
 from transforms.listing import ListFiles
 from transforms.preprocess import PREPROCESS_VERSION, REGIONS
@@ -179,7 +179,7 @@ def run(argv: list[str] | None = None) -> Manifest:
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> sinks.WriteTable(
                 partition_dir(common.index, name, batch_id), TABLE_SCHEMAS[name])
-    print_metrics(p.result, "index")
+    metrics = print_metrics(p.result, "index")
 
     counts = {name: sinks.count_rows(partition_dir(common.index, name, batch_id))
               for name in TABLE_SCHEMAS}
@@ -189,6 +189,11 @@ def run(argv: list[str] | None = None) -> Manifest:
         batch_id=batch_id, created=started.isoformat(), videos=counts["videos"] - tombstones,
         rows=counts["frames"], tombstones=tombstones, dead_letters=counts["dead_letter"]))
     io.write_text_atomic(manifest_uri(common.index), manifest.to_json())
+    runs.write_run(common.index, runs.run_record(
+        "index", batch_id, started, options, argv, common.index, manifest,
+        n_inputs=metrics.get("files_listed", 0), n_unchanged=metrics.get("videos_unchanged", 0),
+        n_videos=counts["videos"] - tombstones, n_tombstones=tombstones,
+        n_frame_rows=counts["frames"], n_dead_letters=counts["dead_letter"]))
     print(f"index {common.index}: batch {batch_id}: {counts['videos'] - tombstones} videos "
           f"indexed, {tombstones} tombstoned, {counts['frames']} frame rows, "
           f"{counts['dead_letter']} dead letters")

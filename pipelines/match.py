@@ -20,8 +20,8 @@ from apache_beam.utils.shared import Shared
 from pipelines.options import CommonOptions, beam_options, configure_logging, new_run_id
 from pipelines.report import print_metrics
 from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
-from transforms import io, sinks
-from transforms.index_store import load_manifest, require_compatible
+from transforms import io, runs, sinks
+from transforms.index_store import has_imported_lists, load_manifest, require_compatible
 from transforms.listing import ListFiles
 from transforms.queries import (
     DEAD,
@@ -71,9 +71,11 @@ class MatchImages(beam.PTransform):
     """Image URIs → {'matches', 'queries', 'dead_letter'} PCollections."""
 
     def __init__(self, index_dir: str, manifest, opts: MatchOptions, run_id: str,
-                 sidecar: dict[str, dict[str, str]], refresh_s: float | None = None):
+                 sidecar: dict[str, dict[str, str]], refresh_s: float | None = None,
+                 pdq_lists: bool = False):
         super().__init__()
         self.refresh_s = refresh_s
+        self.pdq_lists = pdq_lists
         self.index_dir = index_dir
         self.manifest = manifest
         self.opts = opts
@@ -90,7 +92,8 @@ class MatchImages(beam.PTransform):
             | "GroupReposts" >> beam.GroupByKey()
             | "HashVariants" >> beam.ParDo(HashQuery(
                 hasher, o.max_variants, o.max_pixels, self.run_id, self.sidecar,
-                keep_picture=o.verify)).with_outputs(DEAD, QUERIES, main="hashed")
+                keep_picture=o.verify, pdq=self.pdq_lists,
+            )).with_outputs(DEAD, QUERIES, main="hashed")
         )
         candidates = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
             self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.refresh_s,
@@ -99,7 +102,7 @@ class MatchImages(beam.PTransform):
             candidates = candidates | "Verify" >> beam.ParDo(VerifyCandidates(
                 self.index_dir, self.manifest, Shared(), o.verify_k))
         answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
-            hasher, o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
+            o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
         )).with_outputs(QUERIES, main="matches")
         return {
             "matches": answered.matches,
@@ -126,13 +129,15 @@ def run(argv: list[str] | None = None) -> dict[str, str]:
     for directory in partitions.values():
         sinks.delete_partition(directory)
     sidecar = io.read_sidecar(common.meta, "uri")
+    started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         tables = (
             p
             | "ListImages" >> ListFiles(io.expand_source(opts.images))
             | "Paths" >> beam.Map(lambda m: m.path)
             | "OncePerUri" >> beam.Distinct()
-            | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar)
+            | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
+                                           pdq_lists=has_imported_lists(common.index, manifest))
         )
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> sinks.WriteTable(partitions[name],
@@ -144,4 +149,9 @@ def run(argv: list[str] | None = None) -> dict[str, str]:
     print(f"match run {run_id}: {counts['queries']} images: {tally['matched']} matched, "
           f"{tally['no_match']} no match, {tally['failed']} failed; {counts['matches']} match "
           f"rows, {counts['dead_letter']} dead letters -> {opts.out}")
+    runs.write_run(opts.out, runs.run_record(
+        "match", run_id, started, options, argv, common.index, manifest,
+        threshold=opts.threshold, top_k=opts.top_k, n_inputs=counts["queries"],
+        n_matched=tally["matched"], n_no_match=tally["no_match"], n_failed=tally["failed"],
+        n_match_rows=counts["matches"], n_dead_letters=counts["dead_letter"]), run_date)
     return partitions

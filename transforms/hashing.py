@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 import pdqhash
+import pyarrow as pa
 import scipy.fftpack
 
 PHASH_SIDE = 32  # imagehash.phash: hash_size 8 x highfreq_factor 4
@@ -246,3 +247,13 @@ def to_uint64(codes: np.ndarray) -> np.ndarray:
 def from_uint64(values: np.ndarray) -> np.ndarray:
     """(N,) uint64 hashes (as stored in Parquet) back to (N, 8) uint8 codes."""
     return np.asarray(values, dtype=np.uint64).astype(">u8").view(np.uint8).reshape(-1, 8)
+
+
+def codes_of(column: pa.ChunkedArray) -> np.ndarray:
+    """A hash column as (N, bytes) uint8 codes: fixed-size binary as is, uint64 unpacked."""
+    array = column.combine_chunks()
+    if pa.types.is_fixed_size_binary(array.type):
+        width = array.type.byte_width
+        data = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+        return data[array.offset * width:(array.offset + len(array)) * width].reshape(-1, width)
+    return from_uint64(array.to_numpy(zero_copy_only=False))

@@ -62,3 +62,9 @@ def live_frames(index_dir: str, manifest: Manifest, videos: pa.Table) -> pa.Tabl
         frames = sinks.read_table(partition_dir(index_dir, "frames", p.batch_id), FRAMES_SCHEMA)
         tables.append(frames.filter(pc.is_in(frames.column("video_id"), value_set=ids)))
     return pa.concat_tables(tables) if tables else FRAMES_SCHEMA.empty_table()
+
+
+def has_imported_lists(index_dir: str, manifest: Manifest) -> bool:
+    """Whether live videos include received hash lists (searched by PDQ, not by the key)."""
+    codecs = live_videos(index_dir, manifest).column("codec").to_pylist()
+    return any(c and c.startswith("import:") for c in codecs)

@@ -15,25 +15,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.manifest import Manifest
 from transforms import index_store
-from transforms.hashing import from_uint64
+from transforms.hashing import codes_of
 from transforms.mih import HammingIndex
+from transforms.pdq_lists import PdqRows
 from transforms.preprocess import REGIONS
 
 MIN_QUALITY = 50  # PDQ quality below which a frame or a query variant is no search key
 SPAN_GAP_S = 2.0  # matched rows further apart than this are separate spans (replays, recaps)
-
-
-def codes_of(column: pa.ChunkedArray) -> np.ndarray:
-    """A hash column as (N, bytes) uint8 codes: fixed-size binary as is, uint64 unpacked."""
-    array = column.combine_chunks()
-    if pa.types.is_fixed_size_binary(array.type):
-        width = array.type.byte_width
-        data = np.frombuffer(array.buffers()[1], dtype=np.uint8)
-        return data[array.offset * width:(array.offset + len(array)) * width].reshape(-1, width)
-    return from_uint64(array.to_numpy(zero_copy_only=False))
 
 
 @dataclasses.dataclass
@@ -49,15 +41,18 @@ class ReferenceIndex:
     key_rows: np.ndarray  # (K,) positions of the rows the MIH indexes
     key_codes: np.ndarray  # (K, bytes) their codes
     mih: HammingIndex
+    pdq: PdqRows | None  # rows that have only a PDQ (imported hash lists), or None
     videos: dict[int, dict]  # video_id -> videos row (uri, title, ...)
 
     @classmethod
     def from_tables(cls, videos: pa.Table, frames: pa.Table, hasher: str,
                     prune_d: int) -> ReferenceIndex:
-        codes = codes_of(frames.column("key"))
+        keyed = pc.is_valid(frames.column("key")).to_numpy(zero_copy_only=False)
+        codes = codes_of(frames.column("key").fill_null(bytes(32)))
         quality = frames.column("quality").fill_null(100).to_numpy()
         flat = frames.column("flat").to_numpy(zero_copy_only=False)
-        key_rows = np.flatnonzero((quality >= MIN_QUALITY) & ~flat)
+        key_rows = np.flatnonzero(keyed & (quality >= MIN_QUALITY) & ~flat)
+        pdq = PdqRows(frames, keyless_only=True) if not keyed.all() else None
         return cls(
             hasher=hasher, prune_d=prune_d,
             video_id=frames.column("video_id").to_numpy(),
@@ -66,6 +61,7 @@ class ReferenceIndex:
             region=frames.column("region").to_numpy(),
             key_rows=key_rows,
             key_codes=codes[key_rows],
+            pdq=pdq if pdq is not None and len(pdq.rows) else None,
             mih=HammingIndex(codes[key_rows]),
             videos={row["video_id"]: row for row in videos.to_pylist()},
         )
@@ -129,6 +125,7 @@ class Span:
     variants: tuple[str, ...]
     n_frames: int
     score: float
+    hasher: str = "phash256"
     verified: bool | None = None
     inliers: int | None = None
 
@@ -140,7 +137,8 @@ def score_of(distance: int, n_bits: int) -> float:
 
 def collapse_spans(ref: ReferenceIndex, variant: np.ndarray, rows: np.ndarray,
                    dist: np.ndarray, variant_names: Sequence[str], n_bits: int,
-                   top_k: int, gap_s: float = SPAN_GAP_S) -> list[Span]:
+                   top_k: int, gap_s: float = SPAN_GAP_S, hasher: str | None = None
+                   ) -> list[Span]:
     """Group one query's matched rows into spans per video, best first, at most ``top_k``."""
     spans: list[Span] = []
     vids = ref.video_id[rows]
@@ -162,7 +160,7 @@ def collapse_spans(ref: ReferenceIndex, variant: np.ndarray, rows: np.ndarray,
                 distance=int(dist[best]), variant=variant_names[variant[best]],
                 region=REGIONS[int(ref.region[row])][0], variants=names,
                 n_frames=len(np.unique(rows[group])),
-                score=score_of(int(dist[best]), n_bits),
+                score=score_of(int(dist[best]), n_bits), hasher=hasher or ref.hasher,
             ))
     spans.sort(key=lambda s: (-s.score, s.ts_end - s.ts_start))
     return spans[:top_k]

@@ -23,6 +23,7 @@ from schemas.records import QUERY_SIDECAR_FIELDS, DeadLetter, MatchRecord, Query
 from transforms import hashing, index_store, io, preprocess
 from transforms.images import ImageError, load_image
 from transforms.matching import ReferenceIndex, Span, collapse_spans
+from transforms.pdq_lists import PDQ_MIN_QUALITY, PDQ_RADIUS
 from transforms.variants import query_variants, variant_thumbnails
 from transforms.verify import query_grey
 
@@ -42,6 +43,8 @@ class HashedQuery(NamedTuple):
     codes: np.ndarray  # (V, bytes) uint8, only the variants usable as search keys
     n_variants: int  # variants tried, usable or not
     picture: np.ndarray | None  # grey picture for local-feature checks (only with --verify)
+    pdq_codes: np.ndarray | None = None  # PDQ of usable variants (only for imported lists)
+    pdq_variant_names: list[str] | None = None
 
 
 class Candidates(NamedTuple):
@@ -103,8 +106,10 @@ class HashQuery(beam.DoFn):
     """Decodes one distinct image and hashes its variants with the index's key hasher."""
 
     def __init__(self, hasher: str, max_variants: int, max_pixels: int, run_id: str,
-                 sidecar: dict[str, dict[str, str]], keep_picture: bool = False):
+                 sidecar: dict[str, dict[str, str]], keep_picture: bool = False,
+                 pdq: bool = False):
         self.keep_picture = keep_picture
+        self.pdq = pdq
         self.hasher = hasher
         self.max_variants = max_variants
         self.max_pixels = max_pixels
@@ -136,10 +141,16 @@ class HashQuery(beam.DoFn):
         usable = ~preprocess.is_flat(thumbs)
         self.variants.update(len(variants))
         self.hash_ms.update(int((time.monotonic() - began) * 1000))
-        yield HashedQuery(sha256, uris, image.width, image.height,
-                          [v.name for v, ok in zip(variants, usable, strict=True) if ok],
-                          codes[usable], len(variants),
-                          query_grey(image) if self.keep_picture else None)
+        names = [v.name for v, ok in zip(variants, usable, strict=True) if ok]
+        pdq_codes = pdq_names = None
+        if self.pdq:  # the index holds received PDQ lists: hash the variants as partners do
+            pdq_codes, quality = hashing.pdq_codes_and_quality(thumbs[usable])
+            good = quality >= PDQ_MIN_QUALITY
+            pdq_names = [n for n, g in zip(names, good, strict=True) if g]
+            pdq_codes = pdq_codes[good]
+        yield HashedQuery(sha256, uris, image.width, image.height, names, codes[usable],
+                          len(variants), query_grey(image) if self.keep_picture else None,
+                          pdq_codes, pdq_names)
 
 
 class SearchIndex(beam.DoFn):
@@ -200,6 +211,8 @@ class SearchIndex(beam.DoFn):
             self.candidates.update(len(rows))
             spans = collapse_spans(self.ref, variant, rows, dist, query.variant_names,
                                    self.n_bits, self.top_k)
+            spans = self._pdq_spans(query) + spans
+            spans = sorted(spans, key=lambda s: (-s.score, s.ts_end - s.ts_start))[: self.top_k]
             if not spans and self.rescue_k:
                 variant, rows, dist = self.ref.nearest(query.codes, self.rescue_k,
                                                        self.rescue_radius)
@@ -209,12 +222,19 @@ class SearchIndex(beam.DoFn):
         yield Candidates(query, spans, rescue)
 
 
+    def _pdq_spans(self, query: HashedQuery) -> list[Span]:
+        """Spans among imported PDQ-only rows (received hash lists), at Meta's PDQ radius."""
+        if self.ref.pdq is None or query.pdq_codes is None or not len(query.pdq_codes):
+            return []
+        variant, rows, dist = self.ref.pdq.search(query.pdq_codes, PDQ_RADIUS)
+        return collapse_spans(self.ref, variant, rows, dist, query.pdq_variant_names,
+                              self.n_bits, self.top_k, hasher="pdq")
+
+
 class AnswerQueries(beam.DoFn):
     """Candidates → one ``QueryRecord`` per URI and its ranked ``MatchRecord``s."""
 
-    def __init__(self, hasher: str, radius: int, run_id: str,
-                 sidecar: dict[str, dict[str, str]]):
-        self.hasher = hasher
+    def __init__(self, radius: int, run_id: str, sidecar: dict[str, dict[str, str]]):
         self.radius = radius
         self.run_id = run_id
         self.sidecar = sidecar
@@ -242,7 +262,7 @@ class AnswerQueries(beam.DoFn):
                     query_uri=uri, query_sha256=query.sha256, ref_uri=video["uri"],
                     ref_video_id=span.video_id, ref_ts_s=span.ts_best,
                     ref_ts_start_s=span.ts_start, ref_ts_end_s=span.ts_end,
-                    distance=span.distance, hasher=self.hasher, variant=span.variant,
+                    distance=span.distance, hasher=span.hasher, variant=span.variant,
                     ref_region=span.region, variants=",".join(span.variants), score=span.score,
                     n_frames=span.n_frames, rank=rank, run_id=self.run_id,
                     verified=span.verified, inliers=span.inliers,

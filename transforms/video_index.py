@@ -104,7 +104,8 @@ class DetectChanges(beam.DoFn):
                 self.unchanged.inc()
                 return
             yield (uri, meta.size_in_bytes, generation)
-        if live:
+        imported = live and (known.get("codec") or "").startswith("import:")
+        if live and not imported:  # received hash lists are never in the archive listing
             self.deleted.inc()
             yield beam.pvalue.TaggedOutput(self.TOMBSTONES, VideoRecord(**{
                 **{f: known[f] for f in VideoRecord._fields if f in known},

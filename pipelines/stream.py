@@ -1,0 +1,184 @@
+"""``framematch stream``: images matched within seconds of landing, against a growing index.
+
+    framematch stream --index DIR --images DIR_OR_PREFIX --out DIR [--window_s 5]
+                      [--stop_after SECONDS] [--refresh_s 10] [--subscription SUB]
+    framematch stream --out DIR --compact [--run_date YYYY-MM-DD]
+
+The batch match job with three things changed: the source (a directory or ``gs://`` prefix
+watched with ``MatchContinuously``, or GCS notifications from Pub/Sub), fixed windows of
+``--window_s`` before the match transforms (their re-post grouping is per window), and a sink
+that writes one file per window and table (``transforms/window_sink.py``) into the batch
+job's layout, ``OUT/<table>/run_date=<window's date>/run_id=<stream run>/``.
+
+It runs on Beam's Prism runner (a local binary, ``make setup`` builds it into
+``.cache/bin/prism``), which streams: windows are written while the job runs. With no
+``--runner`` it uses Prism; ``--runner`` DataflowRunner or FlinkRunner run it unchanged.
+The index is re-read when its manifest changes (``SearchIndex`` with ``refresh_s``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    PrismRunnerOptions,
+    StandardOptions,
+)
+from apache_beam.runners.runner import PipelineState
+from apache_beam.transforms.window import FixedWindows
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+
+from pipelines.match import TABLE_SCHEMAS, MatchImages, MatchOptions
+from pipelines.options import CommonOptions, configure_logging, new_run_id
+from transforms import io, window_sink
+from transforms.index_store import load_manifest, require_compatible
+from transforms.notifications import FinalizedObjects
+
+LOG = logging.getLogger(__name__)
+PRISM_BUILT = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "prism"
+STOP_GRACE_S = 30.0  # after --stop_after, time for the last windows to drain before cancel
+# A file can become visible after its window closed (its mtime is when it was written, not
+# when it was renamed into place): such files make a late pane (its own file), not a loss.
+ALLOWED_LATENESS_S = 60.0
+
+
+class StreamOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--subscription", default=None,
+                            help="projects/P/subscriptions/S of GCS notifications (instead of "
+                                 "watching --images).")
+        parser.add_argument("--window_s", type=float, default=5.0,
+                            help="Fixed window length: rows of a window land in one file.")
+        parser.add_argument("--poll_s", type=float, default=1.0,
+                            help="How often the watched directory or prefix is listed.")
+        parser.add_argument("--refresh_s", type=float, default=10.0,
+                            help="How often the index manifest is re-read for a newer index.")
+        parser.add_argument("--dedup_ttl_s", type=float, default=24 * 3600.0,
+                            help="How long a notified (object, generation) is remembered.")
+        parser.add_argument("--stop_after", "--stop-after", type=float, default=None,
+                            help="Stop watching after this many seconds, drain and exit.")
+        parser.add_argument("--compact", action="store_true",
+                            help="Do not stream: merge the small files of --out's "
+                                 "partitions (of --run_date, default all) and exit.")
+
+
+def prism_binary() -> str | None:
+    """The Prism binary ``make setup`` built, else one on PATH (never a download)."""
+    if PRISM_BUILT.is_file() and os.access(PRISM_BUILT, os.X_OK):
+        return str(PRISM_BUILT)
+    return shutil.which("prism")
+
+
+def streaming_options(argv: list[str]) -> PipelineOptions:
+    """Options with ``--streaming`` on and, unless another runner is named, local Prism."""
+    options = PipelineOptions(argv)
+    options.view_as(StandardOptions).streaming = True
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "PrismRunner"
+    prism = options.view_as(PrismRunnerOptions)
+    if "Prism" in str(standard.runner) and not prism.prism_location:
+        prism.prism_location = prism_binary()
+        if prism.prism_location is None:
+            raise SystemExit("framematch stream: no Prism binary (run `make setup`, which builds "
+                             f"it into {PRISM_BUILT}, or pass --prism_location)")
+    return options
+
+
+def watched_uris(p: beam.Pipeline, images: str, stream: StreamOptions,
+                 stop: Timestamp) -> beam.PCollection:
+    """New image URIs, each once, timestamped by when they landed.
+
+    A watched directory is listed every ``poll_s`` by ``MatchContinuously`` with
+    ``timestamp_cursor``: a file's event time is its mtime (object update time on GCS), and
+    the dedup state is bounded by it: it holds the paths of the newest mtime only, not every
+    file ever seen. The cost: a file that lands with an mtime older than the newest one
+    already matched is taken as seen (``mv`` of a file written long ago keeps its old mtime;
+    write in place or ``touch`` it). Notifications carry (name, generation) instead, and are
+    deduplicated by ``FinalizedObjects``.
+    """
+    if stream.subscription:
+        from apache_beam.io.gcp.pubsub import ReadFromPubSub
+
+        return (p
+                | "Notifications" >> ReadFromPubSub(subscription=stream.subscription,
+                                                    with_attributes=True)
+                | "NewObjects" >> FinalizedObjects(stream.dedup_ttl_s))
+    watched = [
+        p | f"Watch{i}" >> fileio.MatchContinuously(
+            pattern, interval=stream.poll_s, stop_timestamp=stop, timestamp_cursor=True)
+        for i, pattern in enumerate(io.expand_source(images))
+    ]
+    return watched | "AllWatched" >> beam.Flatten() | "Paths" >> beam.Map(lambda m: m.path)
+
+
+def compact_all(out: str, run_date: str = "*", run_id: str = "*") -> dict[str, int]:
+    merged = {}
+    for table, schema in TABLE_SCHEMAS.items():
+        merged |= window_sink.compact(out, table, schema, run_date, run_id)
+    return merged
+
+
+def run(argv: list[str] | None = None) -> int:
+    options = streaming_options(list(sys.argv[1:] if argv is None else argv))
+    opts = options.view_as(MatchOptions)
+    common = options.view_as(CommonOptions)
+    stream = options.view_as(StreamOptions)
+    configure_logging(common.verbose)
+    if stream.compact:
+        if not opts.out:
+            raise SystemExit("framematch stream --compact: --out is required")
+        merged = compact_all(opts.out, opts.run_date or "*")
+        print(f"compacted {sum(merged.values())} files into {len(merged)} in {opts.out}")
+        return 0
+    if not common.index or not opts.out or not (opts.images or stream.subscription):
+        raise SystemExit("framematch stream: --index, --out and --images (or --subscription) "
+                         "are required")
+    manifest = load_manifest(common.index)
+    if manifest is None:
+        raise SystemExit(f"framematch stream: no index at {common.index} (no manifest.json)")
+    require_compatible(manifest, common.index)
+    run_id = opts.run_id or new_run_id()
+    stop = (MAX_TIMESTAMP if stream.stop_after is None
+            else Timestamp.now() + stream.stop_after)
+    sidecar = io.read_sidecar(common.meta, "uri")
+    p = beam.Pipeline(options=options)
+    tables = (
+        watched_uris(p, opts.images, stream, stop)
+        | "Windows" >> beam.WindowInto(FixedWindows(stream.window_s),
+                                       allowed_lateness=ALLOWED_LATENESS_S)
+        | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
+                                       refresh_s=stream.refresh_s)
+    )
+    for name, records in tables.items():
+        _ = records | f"Write_{name}" >> window_sink.WriteWindowedTable(
+            opts.out, name, TABLE_SCHEMAS[name], run_id)
+    result = p.run()
+    print(f"stream run {run_id}: watching {opts.images or stream.subscription} -> {opts.out}",
+          flush=True)
+    try:
+        if stream.stop_after is None:
+            result.wait_until_finish()
+        else:
+            result.wait_until_finish(duration=int((stream.stop_after + STOP_GRACE_S) * 1000))
+        if not PipelineState.is_terminal(result.state):
+            result.cancel()  # a source that does not stop by itself (Pub/Sub)
+        state = result.state
+    except KeyboardInterrupt:
+        LOG.warning("interrupted: stopping the stream (windows not yet written are lost)")
+        with contextlib.suppress(Exception):  # local Prism's job server dies with Ctrl-C
+            result.cancel()
+        state = "interrupted"
+    merged = compact_all(opts.out, run_id=run_id)
+    print(f"stream run {run_id}: {state}; compacted {sum(merged.values())} window "
+          f"files into {len(merged)}", flush=True)
+    return 0

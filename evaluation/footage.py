@@ -81,6 +81,8 @@ class Profile:
     seconds_per_shot: float
     crf: int
     clips: tuple[str, ...]
+    photos: tuple[str, ...] = ARCHIVE_PHOTOS
+    title: str = "ARCHIVE REEL"
 
 
 PROFILES = {
@@ -88,6 +90,9 @@ PROFILES = {
     # test and demo show each photo in one reel only, so "the right video" is unambiguous
     "demo": Profile((1280, 720), 25, 2, shots=5, seconds_per_shot=8.0, crf=23, clips=CLIPS[:2]),
     "bench": Profile((1280, 720), 25, 8, shots=12, seconds_per_shot=7.0, crf=23, clips=CLIPS),
+    # same style, other photos: frames of it are hard negatives (title cards with other text)
+    "heldout": Profile((640, 360), 25, 2, shots=5, seconds_per_shot=8.0, crf=26, clips=(),
+                       photos=DISTRACTOR_PHOTOS[:5], title="HELD-OUT REEL"),
 }
 
 
@@ -217,10 +222,10 @@ def _plan(rng: random.Random, profile: Profile, deck: list[str], index: int) -> 
     total = profile.shots * profile.seconds_per_shot * fps
     bounds = [round(total * sum(weights[:i]) / sum(weights)) for i in range(profile.shots + 1)]
     fade_at = rng.randrange(1, profile.shots - 1) if profile.shots > 2 else 0
-    shots = [_Shot("title", round(_TITLE_SECONDS * fps), text=f"ARCHIVE REEL {index + 1:02d}")]
+    shots = [_Shot("title", round(_TITLE_SECONDS * fps), text=f"{profile.title} {index + 1:02d}")]
     for i in range(profile.shots):
         if not deck:
-            deck.extend(rng.sample(ARCHIVE_PHOTOS, len(ARCHIVE_PHOTOS)))
+            deck.extend(rng.sample(profile.photos, len(profile.photos)))
         frames = bounds[i + 1] - bounds[i]
         fade = min(round(_FADE_SECONDS * fps), frames // 2) if i == fade_at else 0
         shots.append(_Shot(rng.choice(MOTIONS), frames, deck.pop(), fade))

@@ -59,5 +59,7 @@ def new_run_id(now: datetime.datetime | None = None) -> str:
 
 
 def configure_logging(verbose: bool = False) -> None:
+    """Warnings and up, plus a progress line per decoded segment; everything with --verbose."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("framematch.progress").setLevel(logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -131,9 +132,16 @@ def test_incremental_rerun_unchanged_replaced_deleted(archive: list[Path], tmp_p
     first = index.run(args)
     before = {r["uri"]: r for r in live_videos(idx, first).to_pylist()}
 
+    # Unchanged files are not read at all: overwrite b's bytes keeping its size and mtime
+    # (the change-detection key); had the rerun read b, its sha256 and video id would move.
+    stat = b.stat()
+    b.write_bytes(bytes(reversed(b.read_bytes())))
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     second = index.run(args)  # nothing changed: nothing read, nothing added
     assert second.partitions[-1].videos == 0 and second.partitions[-1].rows == 0
     assert second.partitions[-1].tombstones == 0
+    shutil.copy(archive[-2], b)
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
     shutil.copy(archive[-3], a)  # replaced in place
     b.unlink()  # deleted

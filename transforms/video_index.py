@@ -9,6 +9,7 @@ segment → per-video finalisation, where a video either becomes a ``VideoRecord
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,8 +28,12 @@ VIDEO_EXTENSIONS = frozenset([
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".mts", ".m2ts", ".mpg",
     ".mpeg", ".3gp", ".ogv", ".wmv",
 ])
+PROGRESS = logging.getLogger("framematch.progress")  # one line per decoded segment
 DEAD = "dead_letter"
 FRAMES = "frames"
+# The warning of a takedown tombstone (``framematch takedown``): unlike a deleted file's
+# tombstone it stays down while the file is still listed.
+TAKEDOWN = "takedown"
 REFERENCES = "references"
 
 
@@ -92,6 +97,8 @@ class DetectChanges(beam.DoFn):
         known_rows = grouped["known"]
         known = latest_row(known_rows) if known_rows else None
         live = known is not None and not known["deleted"]
+        taken_down = known is not None and known["deleted"] and (
+            (known.get("warning") or "").startswith(TAKEDOWN))
         if listed:
             self.listed.inc()
             meta = listed[0]
@@ -100,6 +107,9 @@ class DetectChanges(beam.DoFn):
                     uri, "list", "skipped: not a video container extension", self.run_id))
                 return
             generation = generation_of(meta)
+            if taken_down:  # accounted for as unchanged: the index keeps it out
+                self.unchanged.inc()
+                return
             if live and known["size"] == meta.size_in_bytes and known["generation"] == generation:
                 self.unchanged.inc()
                 return
@@ -117,7 +127,8 @@ class ProbeVideo(beam.DoFn):
     """Reads a new file once for its sha256, then asks ffprobe what it is."""
 
     def __init__(self, batch_id: str, run_id: str, sidecar: dict[str, dict[str, str]],
-                 probe_timeout_s: float):
+                 probe_timeout_s: float, max_memory_mb: int | None = decode.MAX_MEMORY_MB):
+        self.max_memory_mb = max_memory_mb
         self.batch_id = batch_id
         self.run_id = run_id
         self.sidecar = sidecar
@@ -131,7 +142,8 @@ class ProbeVideo(beam.DoFn):
             sha256, n = io.sha256_of(uri)
             self.bytes_read.inc(n)
             with io.local_path(uri) as path:
-                info = decode.probe(path, timeout_s=self.probe_timeout_s)
+                info = decode.probe(path, timeout_s=self.probe_timeout_s,
+                                    max_memory_mb=self.max_memory_mb)
         except decode.DecodeError as e:
             self.failed.inc()
             yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(uri, e.stage, str(e), self.run_id))
@@ -200,7 +212,8 @@ class DecodeSegment(beam.DoFn):
     """
 
     def __init__(self, hashers: Sequence[str], prune_d: int, timeout_s: float,
-                 references: bool):
+                 references: bool, max_memory_mb: int | None = decode.MAX_MEMORY_MB):
+        self.max_memory_mb = max_memory_mb
         self.hashers = list(hashers)
         self.prune_d = prune_d
         self.timeout_s = timeout_s
@@ -208,6 +221,15 @@ class DecodeSegment(beam.DoFn):
         self.frames_decoded = Metrics.counter("index", "frames_decoded")
         self.rows_kept = Metrics.counter("index", "rows_kept")
         self.decode_ms = Metrics.distribution("index", "segment_decode_ms")
+        self.bytes_copied = Metrics.counter("index", "remote_bytes_copied")
+
+    def setup(self) -> None:
+        # Segments of one remote video share one local copy (keyed by the video id, which
+        # changes with the content) instead of each copying the whole object.
+        self._copies = io.LocalCopies()
+
+    def teardown(self) -> None:
+        self._copies.close()
 
     def process(self, segment: Segment) -> Iterator[tuple[int, SegmentResult]]:
         began = time.monotonic()
@@ -215,13 +237,14 @@ class DecodeSegment(beam.DoFn):
         thumb_parts: list[np.ndarray] = []
         ref_parts: list[np.ndarray] = []
         error = stage = None
+        copied = self._copies.bytes_copied
         try:
-            with io.local_path(segment.uri) as path:
-                for pts, thumbs, refs in self._decode(path, segment):
-                    pts_parts.append(pts)
-                    thumb_parts.append(preprocess.grey(thumbs))
-                    if refs is not None:
-                        ref_parts.append(preprocess.grey(refs))
+            path = self._copies.path(segment.uri, segment.video_id)
+            for pts, thumbs, refs in self._decode(path, segment):
+                pts_parts.append(pts)
+                thumb_parts.append(preprocess.grey(thumbs))
+                if refs is not None:
+                    ref_parts.append(preprocess.grey(refs))
         except decode.DecodeError as e:
             error, stage = str(e), e.stage
         except OSError as e:
@@ -240,6 +263,7 @@ class DecodeSegment(beam.DoFn):
                               for i in keep.tolist()]
         self.frames_decoded.inc(n)
         self.rows_kept.inc(len(rows))
+        self.bytes_copied.inc(self._copies.bytes_copied - copied)
         self.decode_ms.update(int((time.monotonic() - began) * 1000))
         yield segment.video_id, SegmentResult(segment.start, n, rows, references, error, stage)
 
@@ -247,11 +271,13 @@ class DecodeSegment(beam.DoFn):
                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         if not self.references:
             for pts, thumbs in decode.decode_frames(path, segment.start, segment.end,
-                                                    timeout_s=self.timeout_s):
+                                                    timeout_s=self.timeout_s,
+                                                    max_memory_mb=self.max_memory_mb):
                 yield pts, thumbs, None
             return
         yield from decode.decode_frames_with_reference(
             path, segment.start, segment.end, timeout_s=self.timeout_s,
+            max_memory_mb=self.max_memory_mb,
             reference=verify.reference_size(segment.width, segment.height))
 
 

@@ -48,13 +48,18 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--distractors", help="Folder of photos in no video.")
     parser.add_argument("--heldout", help="Folder of videos not indexed (hard negatives).")
     parser.add_argument("--queries_per_video", type=int, default=12)
-    parser.add_argument("--heldout_frames", type=int, default=100,
+    parser.add_argument("--heldout_frames", type=int, default=250,
                         help="Distractor frames drawn per held-out video.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=int, default=match.DEFAULT_THRESHOLD)
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--target_fpr", type=float, default=0.01)
     parser.add_argument("--no_baselines", action="store_true")
+    parser.add_argument("--pad", action="store_true",
+                        help="Also measure the false-positive rate with the index padded "
+                             "with unrelated footage (--pad_footage, default: the bundled "
+                             "benchmark archive, ~12 min of 720p).")
+    parser.add_argument("--pad_footage", help="Folder of padding videos for --pad.")
     return parser.parse_known_args(argv)
 
 
@@ -158,6 +163,35 @@ def table(methods: dict[str, tuple[dict[str, list[dict]], float]], labels: list[
     return "\n".join(lines), per_query
 
 
+def index_once(videos: list[Path], index_dir: Path) -> None:
+    """Index ``videos`` into ``index_dir`` unless it already holds exactly them."""
+    listing = index_dir.with_suffix(".txt")
+    stamp = "".join(f"{v}\n" for v in videos)
+    if (index_dir / "manifest.json").exists() and listing.exists() \
+            and listing.read_text() == stamp:
+        return
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text(stamp)
+    index.run(["--archive", str(listing), "--index", str(index_dir), *EMBEDDED])
+
+
+def padded_fpr(videos: list[Path], padding: list[Path], negatives: list[dict],
+               paths: list[Path], threshold: int, work: Path) -> str:
+    """How the false-positive rate grows when the index grows with unrelated footage."""
+    lines = ["", "| index | frame rows | distractor FPR (n, 95% CI) |", "|---|---|---|"]
+    for name, footage_list in (("archive", videos), ("archive + padding", videos + padding)):
+        index_dir = work / ("index" if name == "archive" else "index_padded")
+        index_once(footage_list, index_dir)
+        rows, _ = run_match(index_dir, paths, work / "runs" / f"pad_{index_dir.name}",
+                            threshold, [])
+        r = rates(negatives, rows)
+        low, high = wilson(r["false_positives"], r["n_distractors"])
+        n_rows = sum(p.rows for p in load_manifest(str(index_dir)).partitions)
+        lines.append(f"| {name} | {n_rows} | {r['fpr']:.3f} ({r['false_positives']}/"
+                     f"{r['n_distractors']}, {low:.3f}–{high:.3f}) |")
+    return "\n".join(lines)
+
+
 def run_baselines(videos: list[Path], labels: list[dict], paths: list[Path]
                   ) -> dict[str, tuple[dict[str, list[dict]], float]]:
     """Both baselines over the same images; time counts the queries, not building."""
@@ -199,12 +233,7 @@ def run(argv: list[str] | None = None) -> int:
         return folders[kind] / lb["image"]
 
     index_dir = work / "index"
-    listing = work / "archive.txt"
-    stamp = "".join(f"{v}\n" for v in videos)
-    if not (index_dir / "manifest.json").exists() or not listing.exists() \
-            or listing.read_text() != stamp:
-        listing.write_text(stamp)
-        index.run(["--archive", str(listing), "--index", str(index_dir), *EMBEDDED])
+    index_once(videos, index_dir)
     prune_d = load_manifest(str(index_dir)).prune_d
 
     threshold = args.threshold
@@ -227,6 +256,12 @@ def run(argv: list[str] | None = None) -> int:
     methods["framematch+verify"] = run_match(index_dir, paths, work / "runs" / "verify",
                                              threshold, ["--verify", *beam_args])
     markdown, per_query = table(methods, labels)
+    if args.pad:
+        padding = videos_in(Path(args.pad_footage)) if args.pad_footage else \
+            footage.ensure_archive(profile="bench")
+        negative_labels = [lb for lb in labels if not lb["video"]]
+        markdown += "\n" + padded_fpr(videos, padding, negative_labels,
+                                      [path_of(lb) for lb in negative_labels], threshold, work)
     header = (f"framematch eval: threshold {threshold} (+ prune_d {prune_d}), "
               f"{sum(1 for lb in labels if lb['video'])} source queries, "
               f"{sum(1 for lb in labels if not lb['video'])} distractors; a hit is the right "

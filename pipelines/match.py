@@ -20,6 +20,7 @@ from apache_beam.utils.shared import Shared
 from pipelines.options import CommonOptions, beam_options, configure_logging, new_run_id
 from pipelines.report import print_metrics
 from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
+from schemas.runs import RunRecord
 from transforms import io, runs, sinks
 from transforms.index_store import has_imported_lists, load_manifest, require_compatible
 from transforms.listing import ListFiles
@@ -31,7 +32,7 @@ from transforms.queries import (
     HashQuery,
     SearchIndex,
 )
-from transforms.verification import VerifyCandidates
+from transforms.verification import SURE_DISTANCE, VerifyCandidates
 
 TABLE_SCHEMAS = {"matches": MATCHES_SCHEMA, "queries": QUERIES_SCHEMA,
                  "dead_letter": DEAD_LETTER_SCHEMA}
@@ -97,7 +98,8 @@ class MatchImages(beam.PTransform):
         )
         candidates = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
             self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.refresh_s,
-            rescue_k=o.verify_k if o.verify else 0, rescue_radius=o.rescue_radius))
+            rescue_k=o.verify_k if o.verify else 0, rescue_radius=o.rescue_radius,
+            rescue_above=SURE_DISTANCE))
         if o.verify:
             candidates = candidates | "Verify" >> beam.ParDo(VerifyCandidates(
                 self.index_dir, self.manifest, Shared(), o.verify_k))
@@ -113,6 +115,12 @@ class MatchImages(beam.PTransform):
 
 
 def run(argv: list[str] | None = None) -> dict[str, str]:
+    """Match one run; returns its partition directories by table."""
+    return execute(argv)[0]
+
+
+def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord]:
+    """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
     options = beam_options(list(sys.argv[1:] if argv is None else argv))
     opts = options.view_as(MatchOptions)
     common = options.view_as(CommonOptions)
@@ -149,9 +157,10 @@ def run(argv: list[str] | None = None) -> dict[str, str]:
     print(f"match run {run_id}: {counts['queries']} images: {tally['matched']} matched, "
           f"{tally['no_match']} no match, {tally['failed']} failed; {counts['matches']} match "
           f"rows, {counts['dead_letter']} dead letters -> {opts.out}")
-    runs.write_run(opts.out, runs.run_record(
+    record = runs.run_record(
         "match", run_id, started, options, argv, common.index, manifest,
         threshold=opts.threshold, top_k=opts.top_k, n_inputs=counts["queries"],
         n_matched=tally["matched"], n_no_match=tally["no_match"], n_failed=tally["failed"],
-        n_match_rows=counts["matches"], n_dead_letters=counts["dead_letter"]), run_date)
-    return partitions
+        n_match_rows=counts["matches"], n_dead_letters=counts["dead_letter"])
+    runs.write_run(opts.out, record, run_date)
+    return partitions, record

@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
@@ -74,7 +73,7 @@ def query_record(uri: str, sha256: str | None, status: str, reason: str | None,
 
 
 def read_bytes(uri: str) -> bytes:
-    with FileSystems.open(uri, compression_type="uncompressed") as f:
+    with io.open_input(uri) as f:
         data = f.read(MAX_IMAGE_BYTES + 1)
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageError("too_large", f"file is over {MAX_IMAGE_BYTES >> 20} MiB")
@@ -157,7 +156,8 @@ class SearchIndex(beam.DoFn):
     """Searches hashed queries in the reference index, loaded once per worker process.
 
     Emits ``Candidates``: the spans within the radius, and with ``rescue_k`` the nearest
-    rows of queries that had none (for the verification stage to re-check).
+    rows of queries that had none, or whose best span is further than ``rescue_above``
+    bits (weak evidence the verification stage may reject), for it to re-check.
 
     With ``refresh_s`` (the streaming job), the manifest is re-read at most that often and
     a newer index (a nightly run added a batch) is loaded in place of the old one, so a
@@ -166,7 +166,7 @@ class SearchIndex(beam.DoFn):
 
     def __init__(self, index_dir: str, manifest: Manifest, shared: Shared, threshold: int,
                  top_k: int, refresh_s: float | None = None, rescue_k: int = 0,
-                 rescue_radius: int = 0):
+                 rescue_radius: int = 0, rescue_above: int = 0):
         self.index_dir = index_dir
         self.manifest = manifest
         self.shared = shared
@@ -175,6 +175,7 @@ class SearchIndex(beam.DoFn):
         self.refresh_s = refresh_s
         self.rescue_k = rescue_k
         self.rescue_radius = rescue_radius
+        self.rescue_above = rescue_above
         self.reloads = Metrics.counter("match", "index_reloads")
         self.search_ms = Metrics.distribution("match", "search_ms")
         self.candidates = Metrics.distribution("match", "pairs_within_radius")
@@ -213,7 +214,7 @@ class SearchIndex(beam.DoFn):
                                    self.n_bits, self.top_k)
             spans = self._pdq_spans(query) + spans
             spans = sorted(spans, key=lambda s: (-s.score, s.ts_end - s.ts_start))[: self.top_k]
-            if not spans and self.rescue_k:
+            if self.rescue_k and (not spans or spans[0].distance > self.rescue_above):
                 variant, rows, dist = self.ref.nearest(query.codes, self.rescue_k,
                                                        self.rescue_radius)
                 rescue = collapse_spans(self.ref, variant, rows, dist, query.variant_names,

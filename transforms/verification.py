@@ -92,10 +92,14 @@ class VerifyCandidates(beam.DoFn):
         query_features = verify.features(query.picture, verify.QUERY_FEATURES, mirror=True)
         kept = [self._check(query_features, span) for span in candidates.spans[: self.k]]
         kept += candidates.spans[self.k:]
-        rescued = [self._check(query_features, span, rescue=True)
-                   for span in candidates.rescue[: self.k]]
+        rescued = []
+        if not any(kept):  # nothing the hashes found survived: try the nearest rows
+            seen = {(s.video_id, s.ts_best) for s in candidates.spans}
+            rescued = [self._check(query_features, span, rescue=True)
+                       for span in candidates.rescue[: self.k]
+                       if (span.video_id, span.ts_best) not in seen]
         spans = [s for s in kept + rescued if s is not None]
-        if not candidates.spans and spans:
+        if any(rescued):
             self.rescued.inc()
         spans.sort(key=lambda s: (-s.score, s.ts_end - s.ts_start))
         self.verify_ms.update(int((time.monotonic() - began) * 1000))

@@ -30,6 +30,7 @@ POSTS = (
     ("bigbuckbunny.mp4", 0.50, "screenshot"),
     ("bikes.mp4", 0.55, "caption+jpeg_resize"),
     ("reel_00.mp4", 0.80, "pad_square"),
+    ("reel_01.mp4", 0.35, "rotate"),
 )
 EMBEDDED = ["--runner=FnApiRunner"]
 
@@ -89,7 +90,8 @@ def run(argv: list[str] | None = None) -> int:
     labels = post_images(archive, work / "posts")
     print("== 4. framematch match")
     match.run(["--index", str(work / "index"), "--images", str(work / "posts"),
-               "--out", str(work / "results"), "--run_id", "demo", *EMBEDDED, *beam_args])
+               "--out", str(work / "results"), "--run_id", "demo", "--verify", *EMBEDDED,
+               *beam_args])
     rows = ds.dataset(work / "results" / "matches", format="parquet",
                       partitioning="hive").to_table().to_pylist()
     best = {Path(r["query_uri"]).name: r for r in rows if r["rank"] == 1}
@@ -98,9 +100,10 @@ def run(argv: list[str] | None = None) -> int:
     for label in labels:
         found = best.get(label["image"])
         if found:
+            checked = {True: ", verified", False: ", not verified", None: ""}[found["verified"]]
             answer = (f"{Path(found['ref_uri']).name} at {hms(found['ref_ts_s'])} "
                       f"(span {hms(found['ref_ts_start_s'])}–{hms(found['ref_ts_end_s'])}, "
-                      f"score {found['score']:.2f}, variant {found['variant']})")
+                      f"score {found['score']:.2f}, variant {found['variant']}{checked})")
         else:
             answer = "no source in the archive"
         if label["video"] is None:

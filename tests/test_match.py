@@ -7,6 +7,7 @@ files; the tests read its real Parquet output back (pyarrow and DuckDB).
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -17,7 +18,7 @@ import pyarrow.dataset as ds
 import pytest
 from PIL import Image
 
-from evaluation.edits import grab_frame, make_queries
+from evaluation.edits import EDITS, grab_frame, make_queries
 from evaluation.footage import distractor_photos, load_truth
 from evaluation.scoring import is_hit, score
 from pipelines import match
@@ -191,3 +192,29 @@ def test_refuses_an_index_of_another_preprocessing(index_dir: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="preprocessing version"):
         match.run(["--index", str(copy), "--images", str(tmp_path), "--out",
                    str(tmp_path / "o"), *RUN])
+
+
+def test_verification_rescues_rotations_and_rejects_distractors(
+        index_dir: Path, archive: list[Path], tmp_path: Path):
+    """Rotated screengrabs, whose hashes match nothing, are found by the verification
+    stage from their nearest rows and checked by local features; photos still match nothing."""
+    images = tmp_path / "images"
+    images.mkdir()
+    truth = {}
+    for video in archive[:3]:
+        shots = [s for s in load_truth(video).get("shots") or [] if not s["degenerate"]]
+        ts = (shots[0]["t_start"] + shots[0]["t_end"]) / 2 if shots else 2.0  # clips: 2 s
+        name = f"rotated_{video.stem}.png"
+        EDITS["rotate"](grab_frame(video, ts), random.Random(name)).save(images / name)
+        truth[name] = (video.name, ts)
+    for photo in distractor_photos()[:3]:
+        shutil.copy(photo, images / f"distractor_{photo.name}")
+    out = tmp_path / "out"
+    match.run(["--index", str(index_dir), "--images", str(images), "--out", str(out),
+               "--verify", *RUN])
+    matches = by_image(table(out, "matches"))
+    for name, (video, ts) in truth.items():
+        assert matches.get(name), name
+        best = matches[name][0]
+        assert is_hit(best, video, ts) and best["verified"] is True and best["inliers"] >= 25
+    assert not [n for n in matches if n.startswith("distractor_")]

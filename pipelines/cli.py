@@ -21,6 +21,7 @@ COMMANDS = {
     "hash": ("pipelines.hash_cmd", "print PDQ / vPDQ hashes of images and videos"),
     "import": ("pipelines.import_cmd", "add a received PDQ / vPDQ / CSV hash list to an index"),
     "export": ("pipelines.export_cmd", "write an index's PDQ out as vPDQ / PDQ / CSV lists"),
+    "eval": ("pipelines.evaluate", "recall and false positives on edited queries, vs baselines"),
     "demo": ("pipelines.demo", "the story: index bundled footage, trace edited screengrabs"),
     "sql": ("pipelines.sql_cmd", "DuckDB views over every run's results, analyst queries"),
     "report": ("pipelines.report_cmd", "one static HTML page: posted images beside their frames"),

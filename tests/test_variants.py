@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from tests.synthetic import text_lines
 from transforms.preprocess import THUMB_SIZE, thumbnail
 from transforms.variants import (
     BLIND_BANDS,
@@ -36,19 +37,6 @@ PHOTOS = (
     "motorcycle_left.png",
     "hubble_deep_field.jpg",
 )
-WORDS = (
-    "breaking",
-    "footage",
-    "shows",
-    "the",
-    "moment",
-    "when",
-    "everyone",
-    "realised",
-    "what",
-    "had",
-    "happened",
-)
 
 PixelBox = tuple[int, int, int, int]
 Case = tuple[str, Image.Image, PixelBox, str]  # (label, query, true picture box, variant name)
@@ -65,28 +53,6 @@ def jpeg(image: Image.Image, quality: int = 80) -> Image.Image:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def text_lines(
-    draw: ImageDraw.ImageDraw,
-    xy: tuple[int, int],
-    width: int,
-    size: int,
-    fill: tuple[int, int, int],
-    lines: int,
-    seed: int,
-) -> int:
-    """Draw ``lines`` lines of words from ``xy``; returns the y below the last line."""
-    font = ImageFont.load_default(size=size)
-    rng = np.random.default_rng(seed)
-    x, y = xy
-    for _ in range(lines):
-        words = " ".join(rng.choice(WORDS, size=12))
-        while draw.textlength(words, font=font) > width:
-            words = words.rsplit(" ", 1)[0]
-        draw.text((x, y), words, fill=fill, font=font)
-        y += round(size * 1.4)
-    return y
 
 
 def paste(canvas: Image.Image, picture: Image.Image, at: tuple[int, int]) -> PixelBox:

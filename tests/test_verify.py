@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from tests.synthetic import text_lines
 from transforms import verify as v
 
 SKIMAGE_DATA = Path(importlib.util.find_spec("skimage").submodule_search_locations[0]) / "data"
@@ -47,8 +48,6 @@ CLIPS = (("bigbuckbunny.mp4", 2.0), ("bikes.mp4", 5.0))
 # Pictures that only ever appear as negatives: text, self-similar textures, title cards.
 DISTRACTOR_PHOTOS = ("page.png", "text.png", "brick.png", "grass.png", "gravel.png")
 TITLES = (("CHAPTER ONE", "The harbour at dawn"), ("CHAPTER TWO", "The road to the north"))
-WORDS = ("breaking", "footage", "shows", "the", "moment", "when", "everyone", "realised", "what",
-         "had", "happened")  # fmt: skip
 
 
 def photo_frame(name: str) -> Image.Image:
@@ -86,17 +85,9 @@ def jpeg(image: Image.Image, quality: int = 80) -> Image.Image:
 
 
 def write_lines(draw: ImageDraw.ImageDraw, xy: tuple[int, int], width: int, size: int,
-                lines: int, seed: int) -> None:  # fmt: skip
+                lines: int, seed: int) -> None:
     """Draw ``lines`` lines of words, dark grey, from ``xy``, each at most ``width`` wide."""
-    font = ImageFont.load_default(size=size)
-    rng = np.random.default_rng(seed)
-    x, y = xy
-    for _ in range(lines):
-        words = " ".join(rng.choice(WORDS, size=12))
-        while draw.textlength(words, font=font) > width:
-            words = words.rsplit(" ", 1)[0]
-        draw.text((x, y), words, fill=(30, 30, 30), font=font)
-        y += int(size * 1.4)
+    text_lines(draw, xy, width, size, (30, 30, 30), lines, seed)
 
 
 def rotate_crop(frame: Image.Image, seed: int) -> Image.Image:

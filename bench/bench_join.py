@@ -4,7 +4,7 @@ Run ``python -m bench.bench_join``. One run builds a 1M-row PDQ-sized index -- c
 near-duplicate frames (random centres, copies at 0..40 bit flips, as consecutive frames of
 a shot are) plus 2 % degenerate hot rows (identical black and white frames, a static shot
 with 0..3 bits of noise: near-identical codes crowding the same buckets) -- and runs 10k
-queries at radius 39 (PDQ's 31 plus 8 for edited posts): half are index rows with 0..40
+queries at the match job's default radius (threshold + prune_d): half are index rows with 0..40
 flips, half random codes. Arms, all single-threaded and exact:
 
 - MIH with the default bands, and with 16 bands of 16 bits (the textbook split) beside it;
@@ -21,12 +21,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pipelines.match import DEFAULT_THRESHOLD
 from transforms.mih import HammingIndex, Matches, brute_force, flip_bits
+from transforms.sampling import DEFAULT_PRUNE_D
 
 N_ROWS = 1_000_000
 N_QUERIES = 10_000
 N_BYTES = 32
-RADIUS = 39
+RADIUS = DEFAULT_THRESHOLD + DEFAULT_PRUNE_D  # the match job's default search radius
 MAX_FLIPS = 40
 HOT_FRACTION = 0.02
 BRUTE_SAMPLE = 1000  # queries for the numpy scan: all 10k would take minutes
@@ -83,13 +85,14 @@ def faiss_search(codes: np.ndarray, queries: np.ndarray) -> tuple[Matches, float
     return (query_idx[order], rows[order], dist[order].astype(np.int32)), build + add, seconds
 
 
-def main() -> None:
+def main(n_rows: int = N_ROWS) -> dict[str, str]:
+    """Prints the arms on an index of ``n_rows``; returns the headline figures."""
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    codes = synthetic_archive(rng, N_ROWS)
+    codes = synthetic_archive(rng, n_rows)
     queries = synthetic_queries(rng, codes, N_QUERIES)
     gen = time.perf_counter() - start
-    print(f"data: {N_ROWS:,} rows x {N_BYTES * 8} bits, {N_QUERIES:,} queries, radius {RADIUS} "
+    print(f"data: {n_rows:,} rows x {N_BYTES * 8} bits, {N_QUERIES:,} queries, radius {RADIUS} "
           f"(generated in {gen:.1f} s)")
 
     index, build = timed(lambda: HammingIndex(codes))
@@ -112,11 +115,11 @@ def main() -> None:
     sample = np.sort(rng.choice(N_QUERIES, BRUTE_SAMPLE, replace=False))
     brute, seconds_bf = timed(lambda: brute_force(codes, queries[sample], RADIUS))
     arms.append((f"numpy brute force ({BRUTE_SAMPLE} q)", BRUTE_SAMPLE, seconds_bf, 0.0,
-                 codes.nbytes, N_ROWS, same(brute, subset(reference, sample))))
+                 codes.nbytes, n_rows, same(brute, subset(reference, sample))))
 
     faiss_matches, build_f, seconds_f = faiss_search(codes, queries)
     arms.append(("faiss IndexBinaryFlat, 1 thread", N_QUERIES, seconds_f, build_f, codes.nbytes,
-                 N_ROWS, same(faiss_matches, reference)))
+                 n_rows, same(faiss_matches, reference)))
 
     brute_per_query = seconds_bf / BRUTE_SAMPLE
     print(f"\n{'arm':34s} {'queries':>8s} {'search s':>9s} {'us/query':>9s} {'vs numpy':>9s} "
@@ -124,13 +127,20 @@ def main() -> None:
     for name, n, secs, build_s, nbytes, cand, ok in arms:
         per_query = secs / n
         print(f"{name:34s} {n:8,d} {secs:9.2f} {per_query * 1e6:9.0f} "
-              f"{brute_per_query / per_query:8.1f}x {build_s:8.2f} {nbytes / N_ROWS:10.1f} "
+              f"{brute_per_query / per_query:8.1f}x {build_s:8.2f} {nbytes / n_rows:10.1f} "
               f"{cand:11,.0f} {ok!s:>11s}")
     tables = sum(4 * ((1 << width) + 1) for _, width in index.bands)
-    print(f"\nMIH default: {index.nbytes / N_ROWS:.1f} bytes per indexed row, of which "
-          f"{tables / N_ROWS:.1f} are the fixed offset tables ({tables / 2**20:.0f} MiB); "
+    print(f"\nMIH default: {index.nbytes / n_rows:.1f} bytes per indexed row, of which "
+          f"{tables / n_rows:.1f} are the fixed offset tables ({tables / 2**20:.0f} MiB); "
           f"{1 / mih_per_query:,.0f} queries/s; {brute_per_query / mih_per_query:.1f}x numpy, "
           f"{(seconds_f / N_QUERIES) / mih_per_query:.1f}x faiss flat.")
+    identical = all(ok in ("ref", True) for *_, ok in arms)
+    return {f"MIH join vs numpy brute force, {n_rows:,} rows (goal >= 10x)":
+            f"{brute_per_query / mih_per_query:.1f}x, same results: {'yes' if identical else 'NO'}",
+            "MIH join vs faiss IndexBinaryFlat (1 thread)":
+            f"{(seconds_f / N_QUERIES) / mih_per_query:.1f}x",
+            "MIH candidates/query, bytes/row": f"{stats.mean_candidates:,.0f}, "
+            f"{index.nbytes / n_rows:.1f}"}
 
 
 if __name__ == "__main__":

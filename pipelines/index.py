@@ -26,10 +26,13 @@ from schemas.records import (
     REFERENCES_SCHEMA,
     VIDEOS_SCHEMA,
 )
+from schemas.runs import RunRecord
 from transforms import io, runs, sinks
+from transforms.decode import MAX_MEMORY_MB
 from transforms.index_store import load_manifest, manifest_uri, require_compatible
 from transforms.listing import ListFiles
 from transforms.preprocess import PREPROCESS_VERSION, REGIONS
+from transforms.sampling import DEFAULT_PRUNE_D
 from transforms.video_index import (
     DEAD,
     FRAMES,
@@ -55,12 +58,15 @@ class IndexOptions(PipelineOptions):
                                  "(pdq, phash, dhash; empty for none).")
         parser.add_argument("--segment_seconds", type=float, default=60.0,
                             help="Decode long videos in segments of this length, in parallel.")
-        parser.add_argument("--prune_d", type=int, default=8,
+        parser.add_argument("--prune_d", type=int, default=DEFAULT_PRUNE_D,
                             help="Keep a frame when its key hash moved more than this many bits.")
         parser.add_argument("--decode_timeout", type=float, default=600.0,
                             help="Seconds one segment may take to decode before it is failed.")
         parser.add_argument("--probe_timeout", type=float, default=30.0,
                             help="Seconds ffprobe may take on one file.")
+        parser.add_argument("--decode_memory_mb", type=int, default=MAX_MEMORY_MB,
+                            help="Address-space limit (MB) of each ffprobe/FFmpeg process; a "
+                                 "file that needs more is dead-lettered (0: no limit).")
         parser.add_argument("--no_references", action="store_true",
                             help="Do not store the kept frames' pictures (grey JPEG, 320 px) "
                                  "that match --verify re-checks; saves ~12 kB per kept frame.")
@@ -109,7 +115,7 @@ class IndexArchive(beam.PTransform):
         probed = (
             changes.new
             | "Probe" >> beam.ParDo(ProbeVideo(self.batch_id, self.batch_id, self.sidecar,
-                                               o.probe_timeout))
+                                               o.probe_timeout, o.decode_memory_mb))
             .with_outputs(DEAD, main="videos")
         )
         segments = (
@@ -118,7 +124,8 @@ class IndexArchive(beam.PTransform):
             | "SpreadSegments" >> beam.Reshuffle()
             | "DecodeAndHash" >> beam.ParDo(DecodeSegment(self.hashers, o.prune_d,
                                                           o.decode_timeout,
-                                                          not o.no_references))
+                                                          not o.no_references,
+                                                          o.decode_memory_mb))
         )
         finalised = (
             {"video": probed.videos | "KeyById" >> beam.Map(lambda v: (v.video_id, v)),
@@ -142,6 +149,12 @@ TABLE_SCHEMAS = {"videos": VIDEOS_SCHEMA, "frames": FRAMES_SCHEMA,
 
 
 def run(argv: list[str] | None = None) -> Manifest:
+    """Index one batch; returns the manifest that made it live."""
+    return execute(argv)[0]
+
+
+def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord]:
+    """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
     options = beam_options(list(sys.argv[1:] if argv is None else argv))
     opts = options.view_as(IndexOptions)
     common = options.view_as(CommonOptions)
@@ -189,12 +202,13 @@ def run(argv: list[str] | None = None) -> Manifest:
         batch_id=batch_id, created=started.isoformat(), videos=counts["videos"] - tombstones,
         rows=counts["frames"], tombstones=tombstones, dead_letters=counts["dead_letter"]))
     io.write_text_atomic(manifest_uri(common.index), manifest.to_json())
-    runs.write_run(common.index, runs.run_record(
+    record = runs.run_record(
         "index", batch_id, started, options, argv, common.index, manifest,
         n_inputs=metrics.get("files_listed", 0), n_unchanged=metrics.get("videos_unchanged", 0),
         n_videos=counts["videos"] - tombstones, n_tombstones=tombstones,
-        n_frame_rows=counts["frames"], n_dead_letters=counts["dead_letter"]))
+        n_frame_rows=counts["frames"], n_dead_letters=counts["dead_letter"])
+    runs.write_run(common.index, record)
     print(f"index {common.index}: batch {batch_id}: {counts['videos'] - tombstones} videos "
           f"indexed, {tombstones} tombstoned, {counts['frames']} frame rows, "
           f"{counts['dead_letter']} dead letters")
-    return manifest
+    return manifest, record

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+DEFAULT_PRUNE_D = 8  # bits of the 256-bit key; the match radius adds it to the threshold
+
 
 def prune(pts: np.ndarray, codes: np.ndarray, flat: np.ndarray, prune_d: int) -> tuple[
     np.ndarray, np.ndarray

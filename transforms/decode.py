@@ -16,6 +16,9 @@ absolute stream times, so a pts is what ``ffprobe -show_frames`` calls the frame
 Archive files are untrusted input. The demuxers are restricted to real containers
 (``FORMAT_WHITELIST``) and the input protocol to ``file``: a playlist (HLS) or concat list
 disguised as ``.mp4`` would otherwise make FFmpeg open whatever files or URLs it names.
+Every FFmpeg and ffprobe process also runs under a wall-clock budget and an address-space
+limit (``RLIMIT_AS``, ``max_memory_mb``): a file that claims absurd dimensions or makes a
+decoder allocate without end fails that one file instead of taking the worker's memory.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import math
 import os
 import queue
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -43,6 +47,9 @@ from transforms.preprocess import THUMB_SIZE
 FORMAT_WHITELIST = "mov,matroska,avi,flv,mpegts,mpeg,ogg,asf,mxf"
 PROTOCOL_WHITELIST = "file"
 _INPUT_GUARD = {"protocol_whitelist": PROTOCOL_WHITELIST, "format_whitelist": FORMAT_WHITELIST}
+# Address space per FFmpeg process. FFmpeg with its shared libraries maps ~300-500 MB before
+# decoding anything; a 4K H.264 decode stays well under 1 GB.
+MAX_MEMORY_MB = 2048
 
 _SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]*\] (?:\[\w+\] )?")
 _FRAME_PTS = re.compile(r"\bn:\s*\d+ pts:\s*(-?\d+)")
@@ -87,6 +94,18 @@ def _url(path: str) -> str:
     return "file:" + os.path.abspath(path)
 
 
+def _memory_limit(max_memory_mb: int | None):
+    """A ``preexec_fn`` capping the child's address space, or None for no limit.
+
+    ``RLIMIT_AS`` set in the child between fork and exec: FFmpeg's allocations past it fail
+    and FFmpeg exits with "Cannot allocate memory", which the callers report as a failure.
+    """
+    if not max_memory_mb:
+        return None
+    limit = max_memory_mb << 20
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def _float(value: str | None) -> float | None:
     try:
         number = float(value)  # type: ignore[arg-type]
@@ -95,14 +114,16 @@ def _float(value: str | None) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def probe(path: str, timeout_s: float = 30) -> VideoInfo:
+def probe(path: str, timeout_s: float = 30, max_memory_mb: int | None = MAX_MEMORY_MB
+          ) -> VideoInfo:
     """Start time, duration, size and codec of the first video stream (cover art excluded)."""
     args = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json"]
     for option, value in _INPUT_GUARD.items():
         args += [f"-{option}", value]
     try:
         done = subprocess.run(
-            [*args, _url(path)], capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+            [*args, _url(path)], capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+            preexec_fn=_memory_limit(max_memory_mb),
         )
     except subprocess.TimeoutExpired as exc:
         raise DecodeError("timeout", f"ffprobe {path} took over {timeout_s} s") from exc
@@ -265,6 +286,7 @@ def decode_frames(
     batch: int = 64,
     timeout_s: float = 600,
     threads: int = 1,
+    max_memory_mb: int | None = MAX_MEMORY_MB,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches of (absolute pts in seconds float64 (n,), RGB uint8 (n, size, size, 3)).
 
@@ -277,6 +299,8 @@ def decode_frames(
     ``timeout_s`` bounds the total time spent waiting on FFmpeg (time the caller spends
     between batches does not count); past it FFmpeg is killed and DecodeError('timeout')
     raised. FFmpeg is always killed and reaped, also when the caller stops iterating early.
+    ``max_memory_mb`` caps FFmpeg's address space (None: no limit); past it FFmpeg fails and
+    DecodeError('decode') carries its "Cannot allocate memory".
 
     Damaged files: FFmpeg conceals what it can and usually exits 0 on truncated or corrupted
     data, logging errors as it goes. Every frame it outputs is yielded; then, if it exited
@@ -287,7 +311,7 @@ def decode_frames(
     that wants all or nothing discards the rows when it catches the error. A whole-file
     decode that yields no frame at all is a DecodeError('decode') too.
     """
-    yield from _decode(path, start, end, size, None, batch, timeout_s, threads)
+    yield from _decode(path, start, end, size, None, batch, timeout_s, threads, max_memory_mb)
 
 
 def decode_frames_with_reference(
@@ -300,17 +324,19 @@ def decode_frames_with_reference(
     batch: int = 64,
     timeout_s: float = 600,
     threads: int = 1,
+    max_memory_mb: int | None = MAX_MEMORY_MB,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``decode_frames`` plus each frame area-scaled to ``reference`` (width, height) RGB, from
     the same decode: batches of (pts, thumbnails (n, size, size, 3), references (n, h, w, 3))."""
     ref_w, ref_h = reference
-    for pts, stacked in _decode(path, start, end, size, reference, batch, timeout_s, threads):
+    for pts, stacked in _decode(path, start, end, size, reference, batch, timeout_s, threads,
+                                max_memory_mb):
         yield pts, stacked[:, :size, :size], stacked[:, size:, :ref_w]
 
 
 def _decode(path: str, start: float | None, end: float | None, size: int,
             reference: tuple[int, int] | None, batch: int, timeout_s: float, threads: int,
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            max_memory_mb: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The decode behind both public functions: (pts, piped frames (n, height, width, 3))."""
     low = -math.inf if start is None else start
     high = math.inf if end is None else end
@@ -322,6 +348,7 @@ def _decode(path: str, start: float | None, end: float | None, size: int,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_memory_limit(max_memory_mb),
     )
     log = _FrameLog(process.stderr, low)
     log.start()

@@ -4,13 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 PRISM := .cache/bin/prism
+BOOT := .cache/bin/beam-python-boot
 BEAM_VERSION := $(shell sed -n 's/^apache-beam==//p' requirements-lock.txt)
 export NO_GCE_CHECK := True
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup test demo bench eval lint clean
 
-setup: $(STAMP) $(PRISM)
+setup: $(STAMP) $(PRISM) $(BOOT)
 
 # Beam's Prism runner (the local streaming runner), built from Beam's Go module at the
 # pinned Beam version: Beam would download it from GitHub at run time, which offline fails.
@@ -31,6 +32,15 @@ $(STAMP): setup.py requirements-lock.txt
 	$(PY) -m pip install -q --upgrade pip && \
 	$(PY) -m pip install -q -c requirements-lock.txt -e '.[test,bench]' && \
 	touch $(STAMP) && echo "setup: done in $$(( $$(date +%s) - start )) s"
+
+# Beam's Python SDK container entrypoint (boot), for the portable-runner test whose workers
+# install framematch only from the staged --setup_file sdist, as a remote cluster's would.
+$(BOOT): requirements-lock.txt
+	@command -v go >/dev/null || { echo "setup: Go is needed to build Beam's Python boot"; exit 1; }
+	@mkdir -p $(@D)/boot-build
+	@GOBIN=$(abspath $(@D)/boot-build) go install \
+	  github.com/apache/beam/sdks/v2/python/container@v$(BEAM_VERSION)
+	@mv $(@D)/boot-build/container $@ && rmdir $(@D)/boot-build
 
 test: setup
 	@start=$$(date +%s); \

@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "ruff", "scikit-video==1.1.11",
-                 "scikit-image", "gcp-storage-emulator"],
+                 "scikit-image", "gcp-storage-emulator", "wheel"],
         "bench": ["faiss-cpu"],
     },
     entry_points={"console_scripts": ["framematch=pipelines.cli:main"]},

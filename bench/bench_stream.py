@@ -59,7 +59,8 @@ def drop(images: list[bytes], rate: float, inbox: Path, tag: str, out: Path,
     return landed
 
 
-def main() -> None:
+def main() -> dict[str, str]:
+    """Runs the stream and the drops; returns the headline figures."""
     prism = stream.prism_binary()
     if prism is None:
         sys.exit(f"no Prism binary at {stream.PRISM_BUILT} or on PATH: run make setup")
@@ -91,8 +92,9 @@ def main() -> None:
         while str(inbox / "warmup.jpg") not in seen:
             seen.update(readable(out))
             time.sleep(READ_EVERY_S)
-        print(f"startup (command start to the first row readable): "
-              f"{seen[str(inbox / 'warmup.jpg')] - started:.1f} s")
+        startup = seen[str(inbox / "warmup.jpg")] - started
+        print(f"startup (command start to the first row readable): {startup:.1f} s")
+        figures = {"stream startup to first row": f"{startup:.1f} s"}
         for name, rate, n in PHASES:
             # Each image gets a unique byte (a JPEG comment) so that none is a re-post.
             images = [grabs[i % len(grabs)] + f"{name}{i}".encode() for i in range(n)]
@@ -107,12 +109,16 @@ def main() -> None:
             print(f"{name}: {len(lat)}/{n} rows readable; latency p50 {np.median(lat):.1f} s, "
                   f"p95 {np.percentile(lat, 95):.1f} s, max {lat.max():.1f} s; sustained "
                   f"{len(lat) / (done - first):.1f} images/s")
+            figures[f"stream {name}: latency p95 (goal <= 10 s), sustained"] = (
+                f"{np.percentile(lat, 95):.1f} s, {len(lat) / (done - first):.1f} images/s, "
+                f"{len(lat)}/{n} rows")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     files = len(list(out.glob("queries/*/*/*.parquet")))
     print(f"{total + 1} images; queries files after the stop's compaction: {files}; "
           f"work dir {work}")
+    return figures
 
 
 if __name__ == "__main__":

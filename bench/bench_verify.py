@@ -30,7 +30,8 @@ def per_call_ms(run: Callable[[], object], calls: int, repeat: int = 3) -> float
     return best * 1000
 
 
-def main() -> None:
+def main() -> dict[str, str]:
+    """Prints the costs; returns the headline figures."""
     cv2.setNumThreads(1)  # per core
     frames = corpus.sources()
     stored = [v.encode_reference(v.reference_from_rgb(np.asarray(f))) for f in frames.values()]
@@ -59,9 +60,13 @@ def main() -> None:
     print(f"query_features (grey + {v.QUERY_FEATURES} + mirror): {query:7.2f} ms")
     print(f"verify, true pair (accepts):          {accept:7.2f} ms")
     print(f"verify, unrelated pair (2 passes):    {reject:7.2f} ms")
+    figures = {}
     for label, cost in (("cached reference features", reject),
                         ("decode + features + verify", decode + reference + reject)):  # fmt: skip
         print(f"candidates/s per core, {label}: {1000 / cost:,.0f}")
+        figures[f"verify candidates/s per core, {label}"] = f"{1000 / cost:,.0f}"
+    figures["query_features per query"] = f"{query:.0f} ms"
+    return figures
 
 
 if __name__ == "__main__":

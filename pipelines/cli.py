@@ -37,8 +37,11 @@ EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 SPIKE = 0.5  # dead letters over this fraction of the inputs get a warning
 
 
-def outcome(record: RunRecord) -> int:
-    """A finished run's exit code, after its summary line and any warnings."""
+def outcome(record: RunRecord | None) -> int:
+    """A finished run's exit code, after its summary line and any warnings (a dry run,
+    which has no record, is a success)."""
+    if record is None:
+        return 0
     if record.job == "index":
         produced = (record.n_videos or 0) + (record.n_unchanged or 0)
     else:

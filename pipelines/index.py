@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.io.parquetio import ReadAllFromParquet
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import CommonOptions, beam_options, configure_logging, new_run_id
+from pipelines.options import CommonOptions, beam_options, configure_logging, is_dry_run, new_run_id
 from pipelines.report import print_metrics
 from schemas.manifest import Manifest, Partition, partition_dir
 from schemas.records import (
@@ -153,7 +153,7 @@ def run(argv: list[str] | None = None) -> Manifest:
     return execute(argv)[0]
 
 
-def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord]:
+def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
     """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
     options = beam_options(list(sys.argv[1:] if argv is None else argv))
     opts = options.view_as(IndexOptions)
@@ -192,6 +192,9 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord]:
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> sinks.WriteTable(
                 partition_dir(common.index, name, batch_id), TABLE_SCHEMAS[name])
+    if is_dry_run(options):
+        print("framematch index: dry run: the job was built, not run")
+        return manifest, None
     metrics = print_metrics(p.result, "index")
 
     counts = {name: sinks.count_rows(partition_dir(common.index, name, batch_id))

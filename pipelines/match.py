@@ -17,11 +17,11 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.shared import Shared
 
-from pipelines.options import CommonOptions, beam_options, configure_logging, new_run_id
+from pipelines.options import CommonOptions, beam_options, configure_logging, is_dry_run, new_run_id
 from pipelines.report import print_metrics
 from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
 from schemas.runs import RunRecord
-from transforms import io, runs, sinks
+from transforms import io, rematch, runs, sinks
 from transforms.index_store import has_imported_lists, load_manifest, require_compatible
 from transforms.listing import ListFiles
 from transforms.queries import (
@@ -60,6 +60,9 @@ class MatchOptions(PipelineOptions):
         parser.add_argument("--rescue_radius", type=int, default=100,
                             help="With --verify, how far (bits) the nearest rows of an "
                                  "unmatched query may be to be re-checked.")
+        parser.add_argument("--no_rematch", action="store_true",
+                            help="Do not re-match earlier runs' unmatched images (in --out) "
+                                 "against the index batches added since they ran.")
         parser.add_argument("--run_id", default=None, help="Rerun (and replace) this run.")
         parser.add_argument("--run_date", default=None, help="Partition date, YYYY-MM-DD.")
 
@@ -119,7 +122,7 @@ def run(argv: list[str] | None = None) -> dict[str, str]:
     return execute(argv)[0]
 
 
-def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord]:
+def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | None]:
     """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
     options = beam_options(list(sys.argv[1:] if argv is None else argv))
     opts = options.view_as(MatchOptions)
@@ -137,20 +140,42 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord]:
     for directory in partitions.values():
         sinks.delete_partition(directory)
     sidecar = io.read_sidecar(common.meta, "uri")
+    patterns = io.expand_source(opts.images)
+    rematch_uris, new_partitions = [], None
+    if not opts.no_rematch:
+        rematch_uris, new_partitions = rematch.pending(opts.out, manifest,
+                                                       rematch.listed(patterns), run_id)
+        if rematch_uris:
+            print(f"match: re-matching {len(rematch_uris)} earlier unmatched images against "
+                  f"{len(new_partitions.partitions)} index batches added since")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         tables = (
             p
-            | "ListImages" >> ListFiles(io.expand_source(opts.images))
+            | "ListImages" >> ListFiles(patterns)
             | "Paths" >> beam.Map(lambda m: m.path)
             | "OncePerUri" >> beam.Distinct()
             | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
                                            pdq_lists=has_imported_lists(common.index, manifest))
         )
+        if rematch_uris:  # old no-match images, against the partitions added since
+            again = (
+                p
+                | "OldUnmatched" >> beam.Create(rematch_uris)
+                | "Rematch" >> MatchImages(common.index, new_partitions, opts, run_id, sidecar,
+                                           pdq_lists=has_imported_lists(common.index,
+                                                                        new_partitions))
+            )
+            tables = {name: (tables[name], again[name]) | f"All_{name}" >> beam.Flatten()
+                      for name in tables}
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> sinks.WriteTable(partitions[name],
                                                                TABLE_SCHEMAS[name])
+    if is_dry_run(options):
+        print("framematch match: dry run: the job was built, not run")
+        return partitions, None
     print_metrics(p.result, "match")
+    print_metrics(p.result, "verify")
     counts = {t: sinks.count_rows(d) for t, d in partitions.items()}
     statuses = sinks.read_table(partitions["queries"], QUERIES_SCHEMA).column("status")
     tally = {s: statuses.to_pylist().count(s) for s in ("matched", "no_match", "failed")}

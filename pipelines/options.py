@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import (
     DirectOptions,
     PipelineOptions,
     StandardOptions,
+    TestOptions,
 )
 
 DEFAULT_RUNNER = "FnApiRunner"
@@ -50,6 +51,13 @@ def beam_options(argv: list[str]) -> PipelineOptions:
         direct.direct_num_workers = workers
         direct.direct_running_mode = "multi_processing"
     return options
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    """Dataflow's ``--dry_run``: the job is built, not run, so there is nothing to read back.
+
+    A string option: any value, ``False`` included, means a dry run (Beam's own semantics)."""
+    return bool(options.view_as(TestOptions).dry_run)  # default False; "False" is truthy
 
 
 def new_run_id(now: datetime.datetime | None = None) -> str:

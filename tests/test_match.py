@@ -21,7 +21,7 @@ from PIL import Image
 from evaluation.edits import EDITS, grab_frame, make_queries
 from evaluation.footage import distractor_photos, load_truth
 from evaluation.scoring import is_hit, score
-from pipelines import match
+from pipelines import index, match
 from schemas.records import MATCHES_SCHEMA, QUERIES_SCHEMA
 from tests.conftest import EMBEDDED, build_once
 
@@ -218,3 +218,34 @@ def test_verification_rescues_rotations_and_rejects_distractors(
         best = matches[name][0]
         assert is_hit(best, video, ts) and best["verified"] is True and best["inliers"] >= 25
     assert not [n for n in matches if n.startswith("distractor_")]
+
+
+def test_nightly_rematch_finds_old_images_of_newly_indexed_videos(
+        archive: list[Path], tmp_path: Path):
+    """Night 1: an image whose video is not indexed yet matches nothing. Night 2, after the
+    video is indexed: a run over new images also re-matches that old image, against the new
+    partition only, so "new matches since yesterday" includes it."""
+    archive_dir, idx, out = tmp_path / "archive", tmp_path / "index", tmp_path / "out"
+    archive_dir.mkdir()
+    shutil.copy(archive[-1], archive_dir / archive[-1].name)  # carphone only
+    index.run(["--archive", str(archive_dir), "--index", str(idx), *EMBEDDED])
+    night1, night2 = tmp_path / "night1", tmp_path / "night2"
+    night1.mkdir()
+    night2.mkdir()
+    grab_frame(archive[-2], 2.0).save(night1 / "old_post.png")  # bigbuckbunny, not indexed
+    grab_frame(archive[-1], 2.0).save(night2 / "new_post.png")
+    match.run(["--index", str(idx), "--images", str(night1), "--out", str(out),
+               "--run_id", "n1", *EMBEDDED])
+    shutil.copy(archive[-2], archive_dir / archive[-2].name)
+    index.run(["--archive", str(archive_dir), "--index", str(idx), *EMBEDDED])
+    match.run(["--index", str(idx), "--images", str(night2), "--out", str(out),
+               "--run_id", "n2", *EMBEDDED])
+    rows = duckdb.sql(f"""
+        select run_id, query_uri, status from read_parquet(
+            '{out}/queries/**/*.parquet', hive_partitioning=true) order by run_id, query_uri
+    """).fetchall()
+    assert sorted((r, Path(u).name, s) for r, u, s in rows) == [
+        ("n1", "old_post.png", "no_match"), ("n2", "new_post.png", "matched"),
+        ("n2", "old_post.png", "matched")]
+    matches = by_image([m for m in table(out, "matches") if m["run_id"] == "n2"])
+    assert is_hit(matches["old_post.png"][0], archive[-2].name, 2.0)

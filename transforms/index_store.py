@@ -34,6 +34,12 @@ def require_compatible(manifest: Manifest, index_dir: str) -> None:
 
 def live_videos(index_dir: str, manifest: Manifest) -> pa.Table:
     """The newest row per URI across live partitions, tombstones (deleted) removed."""
+    videos = latest_videos(index_dir, manifest)
+    return videos.filter(pc.invert(videos.column("deleted")))
+
+
+def latest_videos(index_dir: str, manifest: Manifest) -> pa.Table:
+    """The newest row per URI across live partitions, tombstones included."""
     tables = [sinks.read_table(partition_dir(index_dir, "videos", p.batch_id), VIDEOS_SCHEMA)
               for p in manifest.partitions]
     videos = pa.concat_tables(tables) if tables else VIDEOS_SCHEMA.empty_table()
@@ -44,12 +50,18 @@ def live_videos(index_dir: str, manifest: Manifest) -> pa.Table:
                              ("deleted", "ascending")])
     uris = videos.column("uri").to_pylist()
     newest = [i for i, u in enumerate(uris) if i == 0 or uris[i - 1] != u]
-    videos = videos.take(newest)
-    return videos.filter(pc.invert(videos.column("deleted")))
+    return videos.take(newest)
 
 
 def live_frames(index_dir: str, manifest: Manifest, videos: pa.Table) -> pa.Table:
-    """Frame rows of the live videos, each read from the partition its live row came from.
+    """Frame rows of the live videos, each read from the partition its live row came from."""
+    return live_rows(index_dir, manifest, videos, "frames", FRAMES_SCHEMA)
+
+
+def live_rows(index_dir: str, manifest: Manifest, videos: pa.Table, table: str,
+              schema: pa.Schema) -> pa.Table:
+    """Rows of a per-video table (frames, references) of ``videos``, each read from the
+    partition the video's row came from.
 
     A file re-indexed in place keeps its video id when its bytes did not change, so rows
     are selected by (partition, video id): older partitions' copies are never read twice.
@@ -59,9 +71,9 @@ def live_frames(index_dir: str, manifest: Manifest, videos: pa.Table) -> pa.Tabl
         ids = videos.filter(pc.equal(videos.column("batch_id"), p.batch_id)).column("video_id")
         if len(ids) == 0:
             continue
-        frames = sinks.read_table(partition_dir(index_dir, "frames", p.batch_id), FRAMES_SCHEMA)
-        tables.append(frames.filter(pc.is_in(frames.column("video_id"), value_set=ids)))
-    return pa.concat_tables(tables) if tables else FRAMES_SCHEMA.empty_table()
+        rows = sinks.read_table(partition_dir(index_dir, table, p.batch_id), schema)
+        tables.append(rows.filter(pc.is_in(rows.column("video_id"), value_set=ids)))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def has_imported_lists(index_dir: str, manifest: Manifest) -> bool:

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
 import shutil
+import stat
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -35,18 +39,48 @@ def expand_source(src: str) -> list[str]:
         with FileSystems.open(src) as f:
             lines = io.TextIOWrapper(f, encoding="utf-8").read().splitlines()
         return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if "://" in src and not FileSystems.exists(src):
+        # An object store has no directories: ``gs://b/archive`` names no object, but is
+        # the prefix the user means (matched alone it would silently list nothing).
+        return [FileSystems.join(src, "**")]
     return [src]
+
+
+def open_input(uri: str) -> BinaryIO:
+    """An input file opened for reading its bytes as they are.
+
+    A listing of a local directory also yields FIFOs, sockets and devices; opening or reading
+    one blocks until some writer appears, which is forever for a stray FIFO in an archive.
+    Those are refused with an ``OSError`` (a dead letter at stage ``read``) instead.
+    """
+    if "://" not in uri and not stat.S_ISREG(os.stat(uri).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", uri)
+    return FileSystems.open(uri, compression_type="uncompressed")
 
 
 def sha256_of(uri: str) -> tuple[str, int]:
     """The content's sha256 and the number of bytes read to get it."""
     digest = hashlib.sha256()
     n = 0
-    with FileSystems.open(uri, compression_type="uncompressed") as f:
+    with open_input(uri) as f:
         while chunk := f.read(READ_CHUNK):
             digest.update(chunk)
             n += len(chunk)
     return digest.hexdigest(), n
+
+
+def _copy_to_temp(uri: str, directory: str | None = None) -> tuple[str, int]:
+    """Copy an object to a new local temp file; returns its path and size (caller deletes)."""
+    fd, path = tempfile.mkstemp(suffix=os.path.splitext(uri)[1], prefix="framematch-",
+                                dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as tmp, open_input(uri) as src:
+            shutil.copyfileobj(src, tmp, READ_CHUNK)
+            size = tmp.tell()
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path, size
 
 
 @contextlib.contextmanager
@@ -59,12 +93,50 @@ def local_path(uri: str) -> Iterator[str]:
     if "://" not in uri:
         yield uri
         return
-    suffix = os.path.splitext(uri)[1]
-    with tempfile.NamedTemporaryFile(suffix=suffix, prefix="framematch-") as tmp:
-        with FileSystems.open(uri, compression_type="uncompressed") as src:
-            shutil.copyfileobj(src, tmp, READ_CHUNK)
-        tmp.flush()
-        yield tmp.name
+    path, _ = _copy_to_temp(uri)
+    try:
+        yield path
+    finally:
+        os.unlink(path)
+
+
+class LocalCopies:
+    """Local copies of remote objects, made once and reused while they fit in ``max_bytes``.
+
+    Why: a long video is decoded in segments, each a separate element; with ``local_path``
+    every segment would copy the whole object again (segments x size of transfer). Keyed by
+    ``(uri, version)`` so a replaced object is never served from a stale copy. Least
+    recently used copies are deleted first; the newest copy is always kept, even when it
+    alone is over the bound. Not thread-safe: one per DoFn instance (a DoFn instance runs
+    one bundle at a time), created in ``setup`` and ``close``d in ``teardown``.
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30):
+        self.max_bytes = max_bytes
+        self.bytes_copied = 0
+        self._dir = tempfile.mkdtemp(prefix="framematch-copies-")
+        self._copies: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+
+    def path(self, uri: str, version: object) -> str:
+        """A local path for ``uri``: the file itself, or a (possibly cached) copy."""
+        if "://" not in uri:
+            return uri
+        key = (uri, str(version))
+        if key in self._copies:
+            self._copies.move_to_end(key)
+            return self._copies[key][0]
+        path, size = _copy_to_temp(uri, self._dir)
+        self.bytes_copied += size
+        self._copies[key] = (path, size)
+        while len(self._copies) > 1 and sum(s for _, s in self._copies.values()) > self.max_bytes:
+            old, _ = self._copies.popitem(last=False)[1]
+            os.unlink(old)
+        return path
+
+    def close(self) -> None:
+        """Delete every copy."""
+        self._copies.clear()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def read_text(uri: str) -> str:

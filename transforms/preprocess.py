@@ -68,9 +68,16 @@ def thumbnail(image: Image.Image, box: Box | None = None) -> np.ndarray:
     return grey(resize_rgb(image, box))
 
 
+FLAT_STEP = 4  # flatness is judged on every 4th pixel each way: 1/16 of the work, same call
+
+
 def is_flat(thumbs: np.ndarray, box: Box = FULL) -> np.ndarray:
-    """Boolean per thumbnail: True where the picture (or a box of it) is (nearly) uniform."""
+    """Boolean per thumbnail: True where the picture (or a box of it) is (nearly) uniform.
+
+    The standard deviation of a regular subsample: a fade or a black gap is flat at every
+    scale, and the test runs on every decoded frame, so it must cost next to nothing.
+    """
     side = thumbs.shape[-1]
     left, top, right, bottom = (round(b * side) for b in box)
-    pixels = thumbs[:, top:bottom, left:right]
+    pixels = thumbs[:, top:bottom:FLAT_STEP, left:right:FLAT_STEP].astype(np.float32)
     return pixels.reshape(len(thumbs), -1).std(axis=1) < FLAT_STD

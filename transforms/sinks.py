@@ -1,4 +1,12 @@
-"""Writing tables: one partition directory per run, with the schema from ``schemas/``."""
+"""Writing tables: one partition directory per run, with the schema from ``schemas/``.
+
+Beam's file sink writes each shard into a ``beam-temp-*`` directory inside the partition and
+renames it into place when the pipeline finishes; a killed run leaves that directory behind.
+Shards are named ``part-SSSSS-of-NNNNN.parquet`` by the shard template, not by a file-name
+suffix, so the temporary files are ``<uuid>.part`` and readers' ``**/*.parquet`` globs never
+pick up a shard of an unfinished run; and replacing a partition deletes everything under
+it, leftovers of a killed run included.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import WriteToParquet
+
+SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN.parquet"
 
 
 class WriteTable(beam.PTransform):
@@ -22,7 +32,7 @@ class WriteTable(beam.PTransform):
             records
             | "AsDict" >> beam.Map(lambda r: r._asdict())
             | "Write" >> WriteToParquet(f"{self.directory}/part", self.schema,
-                                        file_name_suffix=".parquet")
+                                        shard_name_template=SHARD_NAME_TEMPLATE)
         )
 
 
@@ -51,7 +61,9 @@ def read_table(directory: str, schema: pa.Schema) -> pa.Table:
 
 
 def delete_partition(directory: str) -> None:
-    """Remove a partition so that a rerun replaces it instead of adding to it."""
-    files = parquet_files(directory)
+    """Remove a partition so that a rerun replaces it instead of adding to it: its shards
+    and whatever a killed run left under it."""
+    match = FileSystems.match([f"{directory.rstrip('/')}/**"])[0]
+    files = [m.path for m in match.metadata_list]
     if files:
         FileSystems.delete(files)

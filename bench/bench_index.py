@@ -1,0 +1,261 @@
+"""Indexing throughput: the index's decode + hash path against a plain FFmpeg decode + scale.
+
+Run ``python -m bench.bench_index`` (the bench archive: >= 10 min of 720p real-photo footage,
+built and cached by ``evaluation.footage`` the first time). In one run, FFmpeg pinned to one
+thread in every arm:
+
+1. Per video, single process, interleaved so that other work on a shared machine hits every
+   arm alike: ``ffmpeg -threads 1 -i V -vf scale=128:128:flags=area -f null -`` against the
+   index's own step (``DecodeSegment`` on the whole video: decode with true pts, key hash,
+   pruning, regions, PDQ/pHash/dHash of kept rows), with and without the stored reference
+   pictures, then a breakdown of where the index path's time goes. Goal >= 0.9x.
+2. The whole ``framematch index`` job with ``--workers 2`` against ``--workers 1``, plus the
+   same job on an archive with no video in it, which prices the fixed start-up and write-out
+   that a second worker cannot share. Goal >= 1.6x.
+3. The vectorised pHash against an ``imagehash`` loop (``bench.bench_hashing.compare``) on
+   thumbnails this archive decoded to. Goal >= 20x, identical bits.
+
+Also printed: rows kept and index bytes per hour of video, from the job's own output.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pyarrow.dataset as ds
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from bench.bench_hashing import compare
+from evaluation.footage import ensure_archive
+from pipelines import index
+from transforms import decode, hashing, preprocess, verify
+from transforms.sampling import prune
+from transforms.video_index import DecodeSegment, Segment
+
+WORK = Path("bench-out")
+DEFAULTS = PipelineOptions([]).view_as(index.IndexOptions)  # the job's own defaults
+HASH_SAMPLE = 5000  # decoded thumbnails for the pHash comparison
+
+
+def load() -> str:
+    """The 1-minute load average, printed beside every figure (the machine is shared)."""
+    return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+class Clock:
+    """Seconds spent per named stage, summed over calls."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def ffmpeg_decode_scale(path: Path) -> None:
+    """The reference arm: decode + area scale to 128x128 of the same stream, to nowhere."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", "-i", str(path),
+         "-filter_threads", "1", "-map", "0:V:0", "-vf", "scale=128:128:flags=area",
+         "-f", "null", "-"], check=True)  # fmt: skip
+
+
+def index_step(path: Path, info: decode.VideoInfo, references: bool) -> tuple[int, int]:
+    """The index job's per-segment step on the whole video: (frames decoded, rows)."""
+    step = DecodeSegment(list(index.STORED_HASHERS), DEFAULTS.prune_d, DEFAULTS.decode_timeout,
+                         references)
+    step.setup()  # the DoFn's lifecycle, as a worker runs it
+    try:
+        ((_, result),) = step.process(Segment(0, str(path), -math.inf, math.inf, info.width,
+                                              info.height))
+    finally:
+        step.teardown()
+    if result.error:
+        raise RuntimeError(f"{path}: {result.error}")
+    return result.n_decoded, len(result.rows)
+
+
+def stages(path: Path, info: decode.VideoInfo, clock: Clock) -> np.ndarray:
+    """Times each piece of the index path on one video; returns its grey thumbnails.
+
+    The decodes are timed with their RGB-to-grey conversion (as ``DecodeSegment`` does it);
+    the rest are the functions ``frame_rows`` and ``DecodeSegment`` call, one by one.
+    """
+    with clock("decode (thumbnails)"):
+        parts = list(decode.decode_frames(str(path)))
+        np.concatenate([preprocess.grey(t) for _, t in parts])
+    size = verify.reference_size(info.width, info.height)
+    with clock("decode (thumbnails + reference pictures)"):
+        parts = list(decode.decode_frames_with_reference(str(path), reference=size))
+        pts = np.concatenate([p for p, _, _ in parts])
+        thumbs = np.concatenate([preprocess.grey(t) for _, t, _ in parts])
+        pictures = np.concatenate([preprocess.grey(r) for _, _, r in parts])
+    with clock("key hash (every frame)"):
+        key = hashing.phash256_regions(thumbs, [preprocess.FULL])[0]
+    with clock("flat test (every frame)"):
+        flat = preprocess.is_flat(thumbs)
+    with clock("pruning (every frame)"):
+        keep, _ = prune(pts, key, flat, DEFAULTS.prune_d)
+    kept = thumbs[keep]
+    with clock("regions (keys + flat, kept rows)"):
+        boxes = [box for _, box in preprocess.REGIONS.values()]
+        hashing.phash256_regions(kept, boxes)
+        for box in boxes:
+            preprocess.is_flat(kept, box)
+    with clock("PDQ + pHash + dHash (kept rows)"):
+        hashing.hash_batch(kept, index.STORED_HASHERS)
+    with clock("reference JPEG encode (kept rows)"):
+        for i in keep.tolist():
+            verify.encode_reference(pictures[i])
+    return thumbs
+
+
+def decode_path(videos: dict[Path, decode.VideoInfo]) -> tuple[dict[str, str], np.ndarray]:
+    """Part 1: the three arms per video, interleaved, and the breakdown."""
+    arms = Clock()
+    breakdown = Clock()
+    frames = rows = 0
+    samples = []
+    for n, (video, info) in enumerate(videos.items(), 1):
+        with arms("ffmpeg"):
+            ffmpeg_decode_scale(video)
+        with arms("index"):
+            decoded_no_refs = index_step(video, info, references=False)
+        with arms("index+refs"):
+            decoded, rows_v = index_step(video, info, references=True)
+        if decoded_no_refs != (decoded, rows_v):
+            raise RuntimeError(f"{video}: the two index arms disagree")
+        thumbs = stages(video, info, breakdown)
+        samples.append(thumbs[:: max(1, len(thumbs) * len(videos) // HASH_SAMPLE)])
+        frames += decoded
+        rows += rows_v
+        print(f"  [{n}/{len(videos)}] {video.name}: {decoded} frames, {rows_v} rows; {load()}",
+              flush=True)
+    per_s = {arm: frames / s for arm, s in arms.seconds.items()}
+    print(f"\n(1) {frames:,} frames ({rows:,} rows) through each arm, FFmpeg -threads 1; {load()}")
+    print(f"{'arm':58s} {'frames/s':>9s} {'vs ffmpeg':>9s}")
+    labels = {"ffmpeg": "ffmpeg decode + scale=128:128:flags=area -> null",
+              "index": "index path, --no_references (decode + hashes + pruning)",
+              "index+refs": "index path, default (+ reference pictures)"}
+    for arm, label in labels.items():
+        print(f"{label:58s} {per_s[arm]:9,.0f} {per_s[arm] / per_s['ffmpeg']:8.2f}x")
+    print(f"\nbreakdown of the index path, ms per 1000 frames decoded (each piece on its own; "
+          f"{load()}):")
+    for stage, seconds in breakdown.seconds.items():
+        print(f"  {stage:48s} {1e6 * seconds / frames:8.1f}")
+    encode = breakdown.seconds["reference JPEG encode (kept rows)"]
+    hashes = sum(s for name, s in breakdown.seconds.items() if not name.startswith("decode"))
+    sums = {"index": breakdown.seconds["decode (thumbnails)"] + hashes - encode,
+            "index+refs": breakdown.seconds["decode (thumbnails + reference pictures)"] + hashes}
+    for arm, seconds in sums.items():
+        print(f"  sum of the pieces, {labels[arm].split(',')[1].strip():40s} "
+              f"{frames / seconds:8,.0f} frames/s ({per_s[arm]:,.0f} as one step)")
+    figures = {
+        "index frames/s vs ffmpeg decode+scale, --no_references (goal >= 0.9x)":
+            f"{per_s['index'] / per_s['ffmpeg']:.2f}x ({per_s['index']:,.0f} vs "
+            f"{per_s['ffmpeg']:,.0f} frames/s; {load()})",
+        "index frames/s vs ffmpeg decode+scale, with references (goal >= 0.9x)":
+            f"{per_s['index+refs'] / per_s['ffmpeg']:.2f}x ({per_s['index+refs']:,.0f} frames/s;"
+            f" {load()})",
+    }
+    return figures, np.concatenate(samples)[:HASH_SAMPLE]
+
+
+def job_index_dir(work: Path, workers: int) -> Path:
+    """Where the job arm with ``workers`` writes its index (the match bench reuses it)."""
+    return work / f"index-w{workers}"
+
+
+def run_job(archive: Path, index_dir: Path, workers: int) -> float:
+    """Wall seconds of ``framematch index`` into a fresh directory."""
+    shutil.rmtree(index_dir, ignore_errors=True)
+    start = time.perf_counter()
+    index.run(["--archive", str(archive), "--index", str(index_dir), "--runner=FnApiRunner",
+               "--workers", str(workers)])
+    return time.perf_counter() - start
+
+
+def whole_job(videos: dict[Path, decode.VideoInfo], work: Path) -> dict[str, str]:
+    """Part 2: --workers 2 vs 1 on the archive, and on an archive with no video."""
+    listing = work / "archive.txt"
+    listing.write_text("".join(f"{v}\n" for v in videos))
+    empty = work / "empty"
+    empty.mkdir(exist_ok=True)
+    (empty / "readme.txt").write_text("not a video: dead-lettered at listing\n")
+    seconds, overhead, loads = {}, {}, {}
+    for workers in (1, 2):
+        overhead[workers] = run_job(empty, work / f"empty-index-w{workers}", workers)
+        seconds[workers] = run_job(listing, job_index_dir(work, workers), workers)
+        loads[workers] = load()
+    segments = sum(len(decode.plan_segments(info, DEFAULTS.segment_seconds))
+                   for info in videos.values())
+    speedup = seconds[1] / seconds[2]
+    variable = (seconds[1] - overhead[1]) / (seconds[2] - overhead[2])
+    print(f"\n(2) framematch index, whole job: {len(videos)} videos, {segments} segments of "
+          f"<= {DEFAULTS.segment_seconds:.0f} s, references stored")
+    for workers in (1, 2):
+        print(f"  --workers {workers}: {seconds[workers]:6.1f} s; the same job on an archive "
+              f"with no video: {overhead[workers]:5.1f} s; {loads[workers]}")
+    print(f"  2 vs 1 workers: {speedup:.2f}x wall; {variable:.2f}x once the fixed cost of each "
+          f"(start-up, empty stages, write-out) is taken off")
+    return {"index job --workers 2 vs 1 (goal >= 1.6x)":
+            f"{speedup:.2f}x ({seconds[1]:.0f} s vs {seconds[2]:.0f} s; {variable:.2f}x without "
+            f"fixed cost; {loads[2]})"}
+
+
+def index_size(index_dir: Path) -> dict[str, str]:
+    """Rows kept and bytes per hour of video, read back from the job's output."""
+    hours = ds.dataset(index_dir / "videos").to_table(columns=["duration"]).column(
+        "duration").to_numpy().sum() / 3600
+    region = ds.dataset(index_dir / "frames").to_table(columns=["region"]).column(
+        "region").to_numpy()
+    nbytes = {table: sum(f.stat().st_size for f in (index_dir / table).rglob("*.parquet"))
+              for table in ("frames", "references")}
+    whole = int((region == 0).sum())
+    print(f"\nindex of {hours * 60:.1f} min of video: {whole / hours:,.0f} whole-frame rows and "
+          f"{len(region) / hours:,.0f} rows with all {len(preprocess.REGIONS)} regions per hour; "
+          f"frames table {nbytes['frames'] / hours / 2**20:.1f} MiB/h, references table "
+          f"{nbytes['references'] / hours / 2**20:.1f} MiB/h")
+    return {"rows kept per hour (whole-frame / all regions)":
+            f"{whole / hours:,.0f} / {len(region) / hours:,.0f}",
+            "index MiB per hour (frames / references)":
+            f"{nbytes['frames'] / hours / 2**20:.1f} / {nbytes['references'] / hours / 2**20:.1f}"}
+
+
+def main(profile: str = "bench", work: Path = WORK) -> dict[str, str]:
+    """Runs the three parts; returns the headline figures (name -> value with load)."""
+    start = time.perf_counter()
+    # Probed before any job: FFmpeg's children are forked, which a process that has run the
+    # multi-process runner (gRPC threads) does not survive cleanly.
+    videos = {v: decode.probe(str(v)) for v in ensure_archive(profile=profile)}
+    total = sum(info.duration for info in videos.values())
+    print(f"archive '{profile}': {len(videos)} videos, {total / 60:.1f} min "
+          f"(ready in {time.perf_counter() - start:.0f} s); {load()}")
+    work.mkdir(parents=True, exist_ok=True)
+    figures, thumbs = decode_path(videos)
+    figures |= whole_job(videos, work)
+    figures |= index_size(job_index_dir(work, 1))
+    phash = compare("phash", hashing.phash_input(thumbs), hashing.phash_codes, imagehash.phash)
+    print(f"\n(3) pHash on {len(thumbs)} thumbnails decoded from this archive; {load()}")
+    print(phash)
+    figures["vectorised pHash vs imagehash loop (goal >= 20x)"] = (
+        f"{phash.ratio:.1f}x, identical bits: {'yes' if phash.identical else 'NO'}; {load()}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The index and match jobs end to end on ``gs://`` paths, against a real emulator.
+
+A real clip of the test archive and edited screengrabs of it are uploaded with
+google-cloud-storage; the jobs then only ever see ``gs://`` URIs: listing a prefix, FFmpeg
+reading the video (through a local temp copy), Parquet sinks, the index manifest, the
+verification stage's stored pictures, reruns deleting their partitions and the ``runs``
+record. The results are read back from ``gs://`` with pyarrow through ``FileSystems``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from evaluation.edits import EDITS, grab_frame
+from evaluation.footage import load_truth
+from evaluation.scoring import is_hit
+from pipelines import index, match
+from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
+from tests.conftest import EMBEDDED
+from tests.gcs_emulator import emulator_client
+from transforms import index_store, sinks
+from transforms import io as fio
+
+CLIP = "reel_00.mp4"
+SEGMENT_S = "10"  # several segments per clip: each decodes from the gs:// object
+EDITS_USED = ("caption", "jpeg_resize", "flip")
+RUN = ["--run_id", "g1", "--run_date", "2026-11-26", *EMBEDDED]
+
+
+def upload(bucket: str, name: str, data: bytes) -> str:
+    emulator_client().bucket(bucket).blob(name).upload_from_string(data)
+    return f"gs://{bucket}/{name}"
+
+
+def png_bytes(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def gcs_run(gcs_bucket: str, archive: list[Path]) -> dict:
+    """Upload a clip, a non-video and a broken video; index; upload screengrabs; match."""
+    video = next(v for v in archive if v.name == CLIP)
+    root = f"gs://{gcs_bucket}/jobs"
+    upload(gcs_bucket, f"jobs/archive/news/{CLIP}", video.read_bytes())
+    upload(gcs_bucket, "jobs/archive/readme.txt", b"not a video")
+    upload(gcs_bucket, "jobs/archive/broken.mp4", video.read_bytes()[:2000])
+
+    shots = [s for s in load_truth(video)["shots"] if not s["degenerate"]]
+    truth = {}
+    for i, (shot, edit) in enumerate(zip(shots, EDITS_USED, strict=False)):
+        ts = round((shot["t_start"] + shot["t_end"]) / 2, 2)
+        image = EDITS[edit](grab_frame(video, ts), random.Random(i))
+        truth[upload(gcs_bucket, f"jobs/posts/{i}_{edit}.png", png_bytes(image))] = ts
+    upload(gcs_bucket, "jobs/posts/corrupt.jpg", b"\xff\xd8\xff not a jpeg")
+
+    index.run(["--archive", f"{root}/archive/", "--index", f"{root}/index",
+               "--segment_seconds", SEGMENT_S, *EMBEDDED])
+    # a prefix without its trailing slash names no object: it is listed as a prefix
+    args = ["--index", f"{root}/index", "--images", f"{root}/posts", "--out", f"{root}/out",
+            "--verify", *RUN]
+    partitions = match.run(args)
+    return {"root": root, "truth": truth, "partitions": partitions, "args": args,
+            "video_uri": f"{root}/archive/news/{CLIP}"}
+
+
+def test_index_on_gcs_lists_decodes_and_writes_manifest(gcs_run: dict) -> None:
+    root = gcs_run["root"]
+    manifest = index_store.load_manifest(f"{root}/index")
+    assert manifest is not None and len(manifest.partitions) == 1
+    (part,) = manifest.partitions
+    assert (part.videos, part.tombstones, part.dead_letters) == (1, 0, 2)
+    videos = index_store.live_videos(f"{root}/index", manifest)
+    assert videos.column("uri").to_pylist() == [gcs_run["video_uri"]]
+    frames = index_store.live_frames(f"{root}/index", manifest, videos)
+    assert frames.num_rows == part.rows > 0
+    # every 10 s segment decoded from the object: rows span the whole clip
+    assert max(frames.column("ts_start").to_pylist()) > 30
+
+    dead = sinks.read_table(f"{root}/index/dead_letter/batch={part.batch_id}",
+                            DEAD_LETTER_SCHEMA).to_pylist()
+    stages = {d["uri"].rsplit("/", 1)[-1]: d["stage"] for d in dead}
+    assert stages == {"readme.txt": "list", "broken.mp4": "probe"}
+
+
+def test_match_on_gcs_finds_video_and_time(gcs_run: dict) -> None:
+    parts = gcs_run["partitions"]
+    assert all(p.startswith("gs://") for p in parts.values())
+    matches = sinks.read_table(parts["matches"], MATCHES_SCHEMA).to_pylist()
+    best = {m["query_uri"]: m for m in matches if m["rank"] == 1}
+    for uri, ts in gcs_run["truth"].items():
+        assert uri in best, f"{uri} not matched"
+        assert best[uri]["ref_uri"] == gcs_run["video_uri"]
+        assert is_hit(best[uri], CLIP, ts), (uri, ts, best[uri]["ref_ts_s"])
+
+    queries = {q["query_uri"]: q for q in
+               sinks.read_table(parts["queries"], QUERIES_SCHEMA).to_pylist()}
+    corrupt = f"{gcs_run['root']}/posts/corrupt.jpg"
+    assert len(queries) == len(gcs_run["truth"]) + 1
+    assert queries[corrupt]["status"] == "failed"
+    dead = sinks.read_table(parts["dead_letter"], DEAD_LETTER_SCHEMA).to_pylist()
+    assert [d["uri"] for d in dead] == [corrupt]
+
+
+def test_match_rerun_on_gcs_replaces_its_partitions(gcs_run: dict) -> None:
+    before = {t: sinks.parquet_files(d) for t, d in gcs_run["partitions"].items()}
+    match.run(gcs_run["args"])
+    counts = {t: sinks.count_rows(d) for t, d in gcs_run["partitions"].items()}
+    assert counts["queries"] == len(gcs_run["truth"]) + 1
+    assert counts["dead_letter"] == 1
+    assert {t: sinks.parquet_files(d) for t, d in gcs_run["partitions"].items()} == before
+    run_record = f"{gcs_run['root']}/out/runs/run_date=2026-11-26/run_id=g1/part-0.parquet"
+    assert fio.exists(run_record)
+    manifest = json.loads(fio.read_text(f"{gcs_run['root']}/index/manifest.json"))
+    assert manifest["partitions"][0]["videos"] == 1
+
+
+def test_expand_source_on_gcs(gcs_bucket: str) -> None:
+    upload(gcs_bucket, "expand/a/clip.mp4", b"x")
+    upload(gcs_bucket, "expand/list.txt", f"gs://{gcs_bucket}/expand/a/*.mp4\n# note\n".encode())
+    prefix = f"gs://{gcs_bucket}/expand/a"
+    assert fio.expand_source(prefix) == fio.expand_source(prefix + "/") == [f"{prefix}/**"]
+    assert fio.expand_source(f"{prefix}/clip.mp4") == [f"{prefix}/clip.mp4"]
+    assert fio.expand_source(f"gs://{gcs_bucket}/expand/list.txt") == [f"{prefix}/*.mp4"]
+
+
+def test_local_copies_reuse_bound_and_clean_up(gcs_bucket: str, tmp_path: Path) -> None:
+    uris = [upload(gcs_bucket, f"copies/{i}.mp4", bytes([i]) * 1000) for i in range(3)]
+    local = tmp_path / "local.mp4"
+    local.write_bytes(b"local")
+    copies = fio.LocalCopies(max_bytes=2500)
+    try:
+        assert copies.path(str(local), 1) == str(local)
+        first = copies.path(uris[0], 1)
+        assert copies.path(uris[0], 1) == first and copies.bytes_copied == 1000
+        assert Path(first).read_bytes() == bytes([0]) * 1000
+        second = copies.path(uris[0], 2)  # a new version is copied again
+        assert second != first and copies.bytes_copied == 2000
+        newest = [copies.path(u, 1) for u in uris[1:]]  # over 2500 bytes: oldest go first
+        assert [Path(p).exists() for p in (first, second, *newest)] == [False, False, True, True]
+        assert copies.bytes_copied == 4000
+    finally:
+        copies.close()
+    assert not any(Path(p).exists() for p in newest)

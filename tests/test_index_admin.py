@@ -1,0 +1,107 @@
+"""Index lifecycle (takedown, compaction, rollback) and the exit codes schedulers act on,
+through the ``framematch`` command on real indexes of real footage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines import check_cmd
+from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
+from schemas.manifest import partition_dir
+from tests.conftest import EMBEDDED
+from transforms import sinks
+from transforms.index_store import live_frames, live_videos, load_manifest
+
+
+def live(idx: Path) -> tuple[set[str], list]:
+    manifest = load_manifest(str(idx))
+    videos = live_videos(str(idx), manifest)
+    uri_of = dict(zip(videos.column("video_id").to_pylist(), videos.column("uri").to_pylist(),
+                      strict=True))
+    frames = live_frames(str(idx), manifest, videos)
+    rows = sorted(zip((uri_of[v] for v in frames.column("video_id").to_pylist()),
+                      frames.column("ts_start").to_pylist(), frames.column("region").to_pylist(),
+                      frames.column("key").to_pylist(), strict=True))
+    return set(uri_of.values()), rows
+
+
+@pytest.fixture()
+def clips(archive: list[Path], tmp_path: Path) -> dict:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    carphone = next(v for v in archive if v.stem == "carphone")
+    shutil.copy(carphone, folder / "a.mp4")
+    return {"folder": folder, "source": carphone, "index": tmp_path / "index",
+            "args": ["--archive", str(folder), "--index", str(tmp_path / "index"), *EMBEDDED]}
+
+
+def test_takedown_compact_rollback(clips: dict):
+    folder, idx, args = clips["folder"], clips["index"], clips["args"]
+    assert main(["index", *args]) == EXIT_OK
+    first = load_manifest(str(idx)).partitions[-1].batch_id
+    shutil.copy(clips["source"], folder / "b.mp4")
+    assert main(["index", *args]) == EXIT_OK
+    a, b = str(folder / "a.mp4"), str(folder / "b.mp4")
+    uris, both_rows = live(idx)
+    assert uris == {a, b}
+
+    assert main(["takedown", "--index", str(idx), "--uri", b, "--reason", "request 7"]) == 0
+    uris, rows = live(idx)
+    assert uris == {a} and rows == [r for r in both_rows if r[0] == a]
+    assert main(["index", *args]) == EXIT_OK  # still listed, stays down: counted unchanged
+    assert live(idx) == (uris, rows) and load_manifest(str(idx)).partitions[-1].videos == 0
+
+    old = [p.batch_id for p in load_manifest(str(idx)).partitions]
+    assert main(["compact-index", "--index", str(idx)]) == 0
+    (compacted,) = load_manifest(str(idx)).partitions
+    assert live(idx) == (uris, rows)  # the same live rows, from one partition
+    assert not any(sinks.parquet_files(partition_dir(str(idx), "frames", b)) for b in old)
+    assert main(["index", *args]) == EXIT_OK  # nothing re-indexed, b still down
+    assert live(idx) == (uris, rows) and load_manifest(str(idx)).partitions[-1].videos == 0
+    assert check_cmd.run([str(idx)]) == 0
+
+    latest = load_manifest(str(idx)).partitions[-1].batch_id
+    assert main(["rollback", "--index", str(idx), "--to", compacted.batch_id]) == 0
+    assert [p.batch_id for p in load_manifest(str(idx)).partitions] == [compacted.batch_id]
+    assert main(["rollback", "--index", str(idx), "--to", latest]) == 0  # undone from history
+    assert load_manifest(str(idx)).partitions[-1].batch_id == latest
+    with pytest.raises(SystemExit, match="neither a batch"):
+        main(["rollback", "--index", str(idx), "--to", first])  # compacted away
+
+
+def test_rollback_to_an_earlier_batch(clips: dict):
+    folder, idx, args = clips["folder"], clips["index"], clips["args"]
+    main(["index", *args])
+    first = load_manifest(str(idx)).partitions[-1].batch_id
+    before = live(idx)
+    shutil.copy(clips["source"], folder / "b.mp4")
+    main(["index", *args])
+    second = load_manifest(str(idx)).partitions[-1].batch_id
+    assert live(idx) != before
+    assert main(["rollback", "--index", str(idx), "--to", first]) == 0
+    assert live(idx) == before
+    saved = json.loads((idx / f"manifest-{second}.json").read_text())  # the version replaced
+    assert [p["batch_id"] for p in saved["partitions"]] == [first, second]
+    assert main(["index", *args]) == EXIT_OK  # the rolled-back file is indexed again
+    assert live(idx)[0] == {str(folder / "a.mp4"), str(folder / "b.mp4")}
+
+
+def test_exit_codes(clips: dict, tmp_path: Path, capsys: pytest.CaptureFixture):
+    folder, args = clips["folder"], clips["args"]
+    (folder / "broken.mp4").write_text("not a video")
+    assert main(["index", *args]) == EXIT_PARTIAL
+    bad = tmp_path / "only bad"
+    bad.mkdir()
+    (bad / "x.mp4").write_text("not a video")
+    assert main(["index", "--archive", str(bad), "--index", str(tmp_path / "i2"),
+                 *EMBEDDED]) == EXIT_FAILED
+    captured = capsys.readouterr()
+    assert "WARNING: no output from 1 inputs" in captured.err
+    assert "WARNING: dead letters spiked: 1 of 1 inputs" in captured.err
+    summaries = [ln for ln in captured.out.splitlines() if ln.startswith("framematch index")]
+    assert [s.split(": ")[1].split(" (")[0] for s in summaries] == ["partial success",
+                                                                    "failure"]

@@ -24,9 +24,13 @@ $(PRISM): requirements-lock.txt
 
 $(STAMP): setup.py requirements-lock.txt
 	@start=$$(date +%s); \
-	if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
-	  echo "setup: installing FFmpeg (apt)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg fonts-dejavu-core >/dev/null; \
+	missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="ffmpeg"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing$$missing (apt; chromium renders the HTML report in its test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    $$missing fonts-dejavu-core >/dev/null; \
 	fi; \
 	test -x $(PY) || python3 -m venv $(VENV); \
 	$(PY) -m pip install -q --upgrade pip && \

@@ -25,6 +25,7 @@ COMMANDS = {
     "demo": ("pipelines.demo", "the story: index bundled footage, trace edited screengrabs"),
     "sql": ("pipelines.sql_cmd", "DuckDB views over every run's results, analyst queries"),
     "report": ("pipelines.report_cmd", "one static HTML page: posted images beside their frames"),
+    "purge": ("pipelines.purge_cmd", "remove a posted image from every results table"),
     "verdict": ("pipelines.verdict_cmd", "record an analyst's confirmed/rejected on a match"),
     "stream": ("pipelines.stream", "match images as they land, against a growing index"),
     "check": ("pipelines.check_cmd", "reconcile a match output or an index: every input once"),

@@ -35,6 +35,7 @@ from evaluation.sets import make_set, photo_distractors, photos_in, videos_in
 from pipelines import index, match
 from transforms.images import load_image
 from transforms.index_store import load_manifest
+from transforms.results import connect
 
 SWEEP = range(8, 65, 4)  # thresholds (bits of the 256-bit key) tried by --calibrate
 EMBEDDED = ["--runner=FnApiRunner"]
@@ -43,7 +44,10 @@ EMBEDDED = ["--runner=FnApiRunner"]
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="framematch eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", required=True, help="Where sets, indexes and results go.")
+    parser.add_argument("--work", help="Where sets, indexes and results go.")
+    parser.add_argument("--verdicts", metavar="OUT",
+                        help="Calibrate on analysts' verdicts in a results directory instead: "
+                             "confirmed pairs are true matches, rejected ones false.")
     parser.add_argument("--footage", help="Folder of archive videos (default: test archive).")
     parser.add_argument("--distractors", help="Folder of photos in no video.")
     parser.add_argument("--heldout", help="Folder of videos not indexed (hard negatives).")
@@ -209,8 +213,33 @@ def run_baselines(videos: list[Path], labels: list[dict], paths: list[Path]
     return out
 
 
+def calibrate_on_verdicts(out: str) -> int:
+    """Sweep the key threshold over the matched pairs analysts judged: how many confirmed
+    pairs each threshold keeps, and how many rejected ones it would still report."""
+    con = connect(out)
+    rows = con.execute("""
+        select v.verdict, min(m.distance) as distance
+        from latest_verdicts v left join matches m
+          on m.query_sha256 = v.query_sha256 and m.ref_uri = v.ref_uri and m.hasher = 'phash256'
+        group by v.query_sha256, v.ref_uri, v.verdict""").fetchall()
+    confirmed = [d for verdict, d in rows if verdict == "confirmed"]
+    rejected = [d for verdict, d in rows if verdict == "rejected"]
+    print(f"verdicts in {out}: {len(confirmed)} confirmed, {len(rejected)} rejected pairs "
+          f"(confirmed pairs never matched count as misses at every threshold)")
+    print("radius  confirmed kept  rejected kept")
+    for radius in range(min(SWEEP), max(SWEEP) + 9, 4):
+        kept = sum(d is not None and d <= radius for d in confirmed)
+        false = sum(d is not None and d <= radius for d in rejected)
+        print(f"{radius:6d}  {kept:>5d} of {len(confirmed):<5d}  {false:>5d} of {len(rejected)}")
+    return 0
+
+
 def run(argv: list[str] | None = None) -> int:
     args, beam_args = parse(list(sys.argv[1:] if argv is None else argv))
+    if args.verdicts:
+        return calibrate_on_verdicts(args.verdicts)
+    if not args.work:
+        raise SystemExit("framematch eval: --work is required (or --verdicts OUT)")
     work = Path(args.work).resolve()
     videos = videos_in(Path(args.footage)) if args.footage else footage.ensure_archive()
     photos = photos_in(Path(args.distractors)) if args.distractors else \

@@ -21,7 +21,7 @@ from pipelines.options import CommonOptions, beam_options, configure_logging, is
 from pipelines.report import print_metrics
 from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
 from schemas.runs import RunRecord
-from transforms import io, rematch, runs, sinks
+from transforms import io, rematch, runs, sinks, verdicts
 from transforms.index_store import has_imported_lists, load_manifest, require_compatible
 from transforms.listing import ListFiles
 from transforms.queries import (
@@ -76,8 +76,9 @@ class MatchImages(beam.PTransform):
 
     def __init__(self, index_dir: str, manifest, opts: MatchOptions, run_id: str,
                  sidecar: dict[str, dict[str, str]], refresh_s: float | None = None,
-                 pdq_lists: bool = False):
+                 pdq_lists: bool = False, rejected: frozenset[tuple[str, str]] = frozenset()):
         super().__init__()
+        self.rejected = rejected
         self.refresh_s = refresh_s
         self.pdq_lists = pdq_lists
         self.index_dir = index_dir
@@ -107,7 +108,7 @@ class MatchImages(beam.PTransform):
             candidates = candidates | "Verify" >> beam.ParDo(VerifyCandidates(
                 self.index_dir, self.manifest, Shared(), o.verify_k))
         answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
-            o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
+            o.threshold + self.manifest.prune_d, self.run_id, self.sidecar, self.rejected,
         )).with_outputs(QUERIES, main="matches")
         return {
             "matches": answered.matches,
@@ -141,6 +142,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
         sinks.delete_partition(directory)
     sidecar = io.read_sidecar(common.meta, "uri")
     patterns = io.expand_source(opts.images)
+    rejected = verdicts.rejected_pairs(opts.out)
     rematch_uris, new_partitions = [], None
     if not opts.no_rematch:
         rematch_uris, new_partitions = rematch.pending(opts.out, manifest,
@@ -156,7 +158,8 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
             | "Paths" >> beam.Map(lambda m: m.path)
             | "OncePerUri" >> beam.Distinct()
             | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
-                                           pdq_lists=has_imported_lists(common.index, manifest))
+                                           pdq_lists=has_imported_lists(common.index, manifest),
+                                           rejected=rejected)
         )
         if rematch_uris:  # old no-match images, against the partitions added since
             again = (
@@ -164,7 +167,8 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
                 | "OldUnmatched" >> beam.Create(rematch_uris)
                 | "Rematch" >> MatchImages(common.index, new_partitions, opts, run_id, sidecar,
                                            pdq_lists=has_imported_lists(common.index,
-                                                                        new_partitions))
+                                                                        new_partitions),
+                                           rejected=rejected)
             )
             tables = {name: (tables[name], again[name]) | f"All_{name}" >> beam.Flatten()
                       for name in tables}

@@ -7,9 +7,12 @@ from pathlib import Path
 from PIL import Image
 
 from evaluation import baselines
+from evaluation.edits import grab_frame
 from evaluation.footage import distractor_photos
 from evaluation.scoring import wilson
+from pipelines import evaluate, match
 from pipelines.evaluate import rates, rethreshold
+from transforms.verdicts import record_verdict
 
 
 def test_baselines_find_a_sampled_frame_and_not_a_photo(archive: list[Path]):
@@ -44,3 +47,18 @@ def test_wilson_interval_is_honest_at_zero():
     assert low == 0.0 and 0.10 < high < 0.13  # 0 of 30 only bounds the rate near 11%
     low, high = wilson(0, 300)
     assert high < 0.013
+
+
+def test_calibration_on_analyst_verdicts(index_dir: Path, archive: list[Path],
+                                         tmp_path: Path, capsys):
+    """Analysts' verdicts are labels: the sweep counts confirmed and rejected pairs kept."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    grab_frame(archive[-1], 2.0).save(images / "post.png")
+    match.run(["--index", str(index_dir), "--images", str(images), "--out", str(out),
+               "--runner=FnApiRunner"])
+    record_verdict(str(out), str(images / "post.png"), str(archive[-1]), "confirmed", "t")
+    assert evaluate.run(["--verdicts", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 confirmed, 0 rejected" in printed
+    assert "    48      1 of 1" in printed

@@ -21,9 +21,10 @@ from PIL import Image
 from evaluation.edits import EDITS, grab_frame, make_queries
 from evaluation.footage import distractor_photos, load_truth
 from evaluation.scoring import is_hit, score
-from pipelines import index, match
+from pipelines import index, match, purge_cmd
 from schemas.records import MATCHES_SCHEMA, QUERIES_SCHEMA
 from tests.conftest import EMBEDDED, build_once
+from transforms.verdicts import record_verdict
 
 RUN = ["--run_id", "t1", "--run_date", "2026-11-26", *EMBEDDED]
 # Edits the hash path alone must trace; the others (rotation, heavy crops, letterboxing in a
@@ -249,3 +250,35 @@ def test_nightly_rematch_finds_old_images_of_newly_indexed_videos(
         ("n2", "old_post.png", "matched")]
     matches = by_image([m for m in table(out, "matches") if m["run_id"] == "n2"])
     assert is_hit(matches["old_post.png"][0], archive[-2].name, 2.0)
+
+
+def test_rejected_pairs_stay_out_of_later_runs(index_dir: Path, match_run: dict,
+                                               tmp_path: Path):
+    """An analyst rejects a (posted image, video) pair: the next run leaves it out."""
+    out, images = tmp_path / "out", tmp_path / "images"
+    images.mkdir()
+    shutil.copy(match_run["work"] / "hostile" / "alpha.png", images / "alpha.png")
+    args = ["--index", str(index_dir), "--images", str(images), "--out", str(out), *EMBEDDED]
+    match.run([*args, "--run_id", "before"])
+    (best,) = [m for m in table(out, "matches") if m["rank"] == 1]
+    record_verdict(str(out), best["query_uri"], best["ref_uri"], "rejected", "tester")
+    match.run([*args, "--run_id", "after"])
+    after = [m for m in table(out, "matches") if m["run_id"] == "after"]
+    assert best["ref_uri"] not in {m["ref_uri"] for m in after}
+
+
+def test_purge_removes_an_image_everywhere(index_dir: Path, match_run: dict, tmp_path: Path):
+    out, images = tmp_path / "out", tmp_path / "images"
+    images.mkdir()
+    for name in ("alpha.png", "repost of alpha.png", "cmyk.jpg", "text.png"):
+        shutil.copy(match_run["work"] / "hostile" / name, images / name)
+    match.run(["--index", str(index_dir), "--images", str(images), "--out", str(out), *RUN])
+    alpha = next(q for q in table(out, "queries") if q["query_uri"].endswith("/alpha.png"))
+    record_verdict(str(out), alpha["query_uri"], "whatever.mp4", "rejected", "tester")
+    removed = purge_cmd.purge(str(out), alpha["query_sha256"])
+    assert removed["queries"] == 2 and removed["matches"] >= 2 and removed["verdicts"] == 1
+    left = {Path(q["query_uri"]).name for q in table(out, "queries")}
+    assert left == {"cmyk.jpg", "text.png"}
+    assert not [m for m in table(out, "matches") if "alpha" in m["query_uri"]]
+    purge_cmd.purge(str(out), str(images / "text.png"))  # by URI, a failed one too
+    assert not table(out, "dead_letter")

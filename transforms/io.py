@@ -12,9 +12,11 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import shutil
 import stat
 import tempfile
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -184,3 +186,18 @@ def read_sidecar(uri: str | None, key: str) -> dict[str, dict[str, str]]:
 def sidecar_lookup(sidecar: dict[str, dict[str, str]], uri: str) -> dict[str, str]:
     """A sidecar row for a URI, matched on the full URI first, then on the file name."""
     return sidecar.get(uri) or sidecar.get(uri.rsplit("/", 1)[-1]) or {}
+
+
+@contextlib.contextmanager
+def created_atomically(uri: str) -> Iterator[BinaryIO]:
+    """A file to write that appears at ``uri`` only once it is complete.
+
+    It is written under a hidden temporary name beside ``uri`` and renamed into place.
+    """
+    directory, name = posixpath.split(uri)
+    tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    with FileSystems.create(tmp, mime_type="application/octet-stream") as f:
+        yield f
+    if FileSystems.exists(uri):  # a retried bundle: its earlier file goes first
+        FileSystems.delete([uri])
+    FileSystems.rename([tmp], [uri])

@@ -16,7 +16,7 @@ import secrets
 import duckdb
 
 from schemas.runs import VERDICTS, VERDICTS_SCHEMA, VerdictRecord
-from transforms.results import connect
+from transforms.results import connect, has_files
 from transforms.runs import write_records
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -57,3 +57,17 @@ def record_verdict(out: str, query: str, video: str, verdict: str, analyst: str,
         "select count(*) from matches where query_sha256 = ? and ref_uri = ?",
         [sha256, video]).fetchall()
     return record, bool(matched)
+
+
+def latest_verdicts(out: str) -> dict[tuple[str, str], str]:
+    """The latest verdict per (image sha256, archive video URI) in ``out`` (empty if none)."""
+    if not has_files(out, "verdicts"):
+        return {}
+    rows = connect(out).execute(
+        "select query_sha256, ref_uri, verdict from latest_verdicts").fetchall()
+    return {(sha, video): verdict for sha, video, verdict in rows}
+
+
+def rejected_pairs(out: str) -> frozenset[tuple[str, str]]:
+    """Pairs an analyst rejected: later runs leave them out of their matches."""
+    return frozenset(k for k, v in latest_verdicts(out).items() if v == "rejected")

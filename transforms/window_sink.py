@@ -17,12 +17,10 @@ Frequent windows make many small files; ``compact`` merges the files of each
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import posixpath
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO
 
 import apache_beam as beam
 import pyarrow as pa
@@ -30,27 +28,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms import io
+
 
 def window_file(out: str, table: str, run_id: str, start: datetime.datetime, pane: int) -> str:
     """The final URI of one window pane's file of ``table``."""
     stamp = f"{start:%Y%m%dT%H%M%S}.{start.microsecond // 1000:03d}Z"
     return (f"{out.rstrip('/')}/{table}/run_date={start.date().isoformat()}/run_id={run_id}/"
             f"part-{stamp}-p{pane}.parquet")
-
-
-@contextlib.contextmanager
-def created_atomically(uri: str) -> Iterator[BinaryIO]:
-    """A file to write that appears at ``uri`` only once it is complete.
-
-    It is written under a hidden temporary name beside ``uri`` and renamed into place.
-    """
-    directory, name = posixpath.split(uri)
-    tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-    with FileSystems.create(tmp, mime_type="application/octet-stream") as f:
-        yield f
-    if FileSystems.exists(uri):  # a retried bundle: its earlier file goes first
-        FileSystems.delete([uri])
-    FileSystems.rename([tmp], [uri])
 
 
 class _WriteWindowFile(beam.DoFn):
@@ -66,7 +51,7 @@ class _WriteWindowFile(beam.DoFn):
         rows = list(element[1])
         start = window.start.to_utc_datetime().replace(tzinfo=datetime.UTC)
         uri = window_file(self.out, self.table, self.run_id, start, pane.index)
-        with created_atomically(uri) as f:
+        with io.created_atomically(uri) as f:
             pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), f)
         self.files.inc()
         yield uri, len(rows)
@@ -103,7 +88,7 @@ def compact(out: str, table: str, schema: pa.Schema, run_date: str = "*",
 
     Returns ``{merged file: files it replaced}``. Safe while a stream still writes there: only
     the files listed at the start are merged and deleted, later ones stay. The merged file is
-    written whole and renamed into place (``created_atomically``), then the small files are
+    written whole and renamed into place (``io.created_atomically``), then the small files are
     deleted, so a reader never misses a row; between that rename and the delete (one delete
     call: milliseconds locally, one batch request on GCS) a query that lists the directory
     sees the merged rows twice, and a query that listed the small files before the delete
@@ -121,7 +106,7 @@ def compact(out: str, table: str, schema: pa.Schema, run_date: str = "*",
         files.sort()
         first = posixpath.basename(files[0]).removesuffix(".parquet")
         uri = f"{directory}/{first}-compact-{uuid.uuid4().hex[:8]}.parquet"
-        with created_atomically(uri) as f, pq.ParquetWriter(f, schema) as writer:
+        with io.created_atomically(uri) as f, pq.ParquetWriter(f, schema) as writer:
             for path in files:
                 with FileSystems.open(path, compression_type="uncompressed") as part:
                     writer.write_table(pq.read_table(part, schema=schema))

@@ -18,6 +18,7 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 from evaluation.footage import ensure_archive  # noqa: E402
 from pipelines import index  # noqa: E402
 from tests.gcs_emulator import gcs_bucket  # noqa: E402, F401
+from transforms.index_store import live_frames, live_videos, load_manifest  # noqa: E402
 
 EMBEDDED = ["--runner=FnApiRunner"]
 
@@ -61,3 +62,18 @@ def index_dir(archive_list: Path, shared_dir: Path) -> Path:
     build_once(directory, lambda d: index.run(
         ["--archive", str(archive_list), "--index", str(d), *EMBEDDED]))
     return directory
+
+
+def live_index(idx: Path) -> tuple[list[tuple[str, str]], list[tuple]]:
+    """An index's live videos as sorted (uri, sha256) and its frame rows as sorted
+    (uri, ts_start, region, key): what two indexes must share to hold the same rows."""
+    manifest = load_manifest(str(idx))
+    videos = live_videos(str(idx), manifest)
+    uri_of = dict(zip(videos.column("video_id").to_pylist(), videos.column("uri").to_pylist(),
+                      strict=True))
+    frames = live_frames(str(idx), manifest, videos)
+    rows = sorted(zip((uri_of[v] for v in frames.column("video_id").to_pylist()),
+                      *(frames.column(c).to_pylist() for c in ("ts_start", "region", "key")),
+                      strict=True))
+    return sorted(zip(videos.column("uri").to_pylist(), videos.column("sha256").to_pylist(),
+                      strict=True)), rows

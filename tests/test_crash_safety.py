@@ -23,8 +23,8 @@ import pytest
 
 from evaluation.edits import grab_frame
 from pipelines import check_cmd, index, match
-from tests.conftest import EMBEDDED
-from transforms.index_store import live_frames, live_videos, load_manifest
+from tests.conftest import EMBEDDED, live_index
+from transforms.index_store import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 # (name, glob under the output that triggers the kill, seconds after start when no glob)
@@ -66,19 +66,6 @@ def assert_no_partial_parquet(out: Path) -> None:
         pq.read_metadata(path)
 
 
-def index_rows(idx: Path) -> tuple[list, list]:
-    manifest = load_manifest(str(idx))
-    videos = live_videos(str(idx), manifest)
-    uri_of = dict(zip(videos.column("video_id").to_pylist(), videos.column("uri").to_pylist(),
-                      strict=True))
-    frames = live_frames(str(idx), manifest, videos)
-    rows = sorted(zip((uri_of[v] for v in frames.column("video_id").to_pylist()),
-                      *(frames.column(c).to_pylist() for c in ("ts_start", "region", "key")),
-                      strict=True))
-    return sorted(zip(videos.column("uri").to_pylist(), videos.column("sha256").to_pylist(),
-                      strict=True)), rows
-
-
 @pytest.fixture(scope="module")
 def inputs(archive: list[Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("crash")
@@ -98,7 +85,7 @@ def inputs(archive: list[Path], tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def test_index_killed_and_rerun(inputs: dict):
-    expected = index_rows(inputs["reference"])
+    expected = live_index(inputs["reference"])
     assert expected[1]
     killed = 0
     for name, pattern, after_s in INDEX_POINTS:
@@ -107,9 +94,9 @@ def test_index_killed_and_rerun(inputs: dict):
         killed += kill_at(["index", *args], idx, pattern, after_s)
         assert_no_partial_parquet(idx)
         if load_manifest(str(idx)) is not None:  # visible: then whole
-            assert index_rows(idx) == expected, name
+            assert live_index(idx) == expected, name
         index.run(args)
-        videos, frames = index_rows(idx)
+        videos, frames = live_index(idx)
         assert (videos, frames) == expected, name  # same rows, none twice
         assert check_cmd.run([str(idx)]) == 0, name
     print(f"index: killed at {killed} of {len(INDEX_POINTS)} points")

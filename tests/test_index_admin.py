@@ -12,21 +12,14 @@ import pytest
 from pipelines import check_cmd
 from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
 from schemas.manifest import partition_dir
-from tests.conftest import EMBEDDED
+from tests.conftest import EMBEDDED, live_index
 from transforms import sinks
-from transforms.index_store import live_frames, live_videos, load_manifest
+from transforms.index_store import load_manifest
 
 
 def live(idx: Path) -> tuple[set[str], list]:
-    manifest = load_manifest(str(idx))
-    videos = live_videos(str(idx), manifest)
-    uri_of = dict(zip(videos.column("video_id").to_pylist(), videos.column("uri").to_pylist(),
-                      strict=True))
-    frames = live_frames(str(idx), manifest, videos)
-    rows = sorted(zip((uri_of[v] for v in frames.column("video_id").to_pylist()),
-                      frames.column("ts_start").to_pylist(), frames.column("region").to_pylist(),
-                      frames.column("key").to_pylist(), strict=True))
-    return set(uri_of.values()), rows
+    videos, rows = live_index(idx)
+    return {uri for uri, _ in videos}, rows
 
 
 @pytest.fixture()

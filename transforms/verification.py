@@ -19,13 +19,12 @@ import time
 from collections.abc import Iterator
 
 import apache_beam as beam
-import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from schemas.manifest import Manifest, partition_dir
+from schemas.manifest import Manifest
 from schemas.records import REFERENCES_SCHEMA
-from transforms import index_store, sinks, verify
+from transforms import index_store, verify
 from transforms.matching import Span
 from transforms.queries import Candidates
 
@@ -39,18 +38,11 @@ class ReferencePictures(dict):
     @classmethod
     def load(cls, index_dir: str, manifest: Manifest) -> ReferencePictures:
         videos = index_store.live_videos(index_dir, manifest)
-        pictures = cls()
-        for p in manifest.partitions:
-            ids = videos.filter(pc.equal(videos.column("batch_id"), p.batch_id)).column("video_id")
-            if len(ids) == 0:
-                continue
-            table = sinks.read_table(partition_dir(index_dir, "references", p.batch_id),
-                                     REFERENCES_SCHEMA)
-            table = table.filter(pc.is_in(table.column("video_id"), value_set=ids))
-            for vid, ts, jpeg in zip(*(table.column(c).to_pylist()
-                                       for c in ("video_id", "ts_start", "jpeg")), strict=True):
-                pictures[(vid, ts)] = jpeg
-        return pictures
+        table = index_store.live_rows(index_dir, manifest, videos, "references",
+                                      REFERENCES_SCHEMA)
+        return cls(zip(zip(table.column("video_id").to_pylist(),
+                           table.column("ts_start").to_pylist(), strict=True),
+                       table.column("jpeg").to_pylist(), strict=True))
 
 
 def verified_score(hash_score: float, inliers: int) -> float:

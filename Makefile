@@ -57,6 +57,9 @@ lint: setup
 demo: setup
 	$(VENV)/bin/framematch demo --work demo-out
 
+eval: setup
+	$(VENV)/bin/framematch eval --work eval-out --calibrate
+
 bench: setup
 	$(PY) -m bench.run_all
 

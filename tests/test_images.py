@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import struct
 import warnings
@@ -12,7 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, features
 
+from transforms import hashing, preprocess
 from transforms.images import BACKGROUND, ImageError, load_image, read_image
+
+SKIMAGE_DATA = Path(importlib.util.find_spec("skimage").submodule_search_locations[0]) / "data"
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -198,3 +202,18 @@ def test_read_image(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as error:
         read_image(str(tmp_path / "missing.png"))
     assert error.value.stage == "read"
+
+
+def test_large_jpeg_is_decoded_at_a_dct_scale_with_the_same_thumbnail() -> None:
+    """A 4K JPEG post decoded at 1/2 scale (both sides still >= 1024) hashes like the full
+    decode: the key hash of its canonical thumbnail does not move."""
+    photo = Image.open(SKIMAGE_DATA / "astronaut.png").convert("RGB")
+    buffer = io.BytesIO()
+    photo.resize((3840, 2160), Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=90)
+    full = load_image(buffer.getvalue())
+    draft = load_image(buffer.getvalue(), draft_side=1024)
+    assert full.size == (3840, 2160) and draft.size == (1920, 1080)
+    key = hashing.HASHERS["phash256"].compute
+    distance = hashing.hamming(key(preprocess.thumbnail(full)[None]),
+                               key(preprocess.thumbnail(draft)[None]))[0]
+    assert distance <= 4

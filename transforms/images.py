@@ -47,8 +47,14 @@ def read_image(path: str, *, max_pixels: int = 50_000_000) -> Image.Image:
     return load_image(data, max_pixels=max_pixels)
 
 
-def load_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
+def load_image(data: bytes, *, max_pixels: int = 50_000_000,
+               draft_side: int | None = None) -> Image.Image:
     """Decode image bytes to an upright RGB picture (the first frame of an animation).
+
+    With ``draft_side``, a JPEG larger than that is decoded at the smallest 1/2, 1/4 or 1/8
+    DCT scale that keeps both sides at least ``draft_side`` (libjpeg's own downscaling, a
+    few times cheaper than a full decode): the matcher's thumbnails are 128 px and its
+    feature pictures 480 px, so a 4000 px photo needs no full decode.
 
     The size in the header is checked against ``max_pixels`` before any pixel is decoded
     (Pillow's own ``MAX_IMAGE_PIXELS`` still applies on top). Truncated files are errors, not
@@ -61,6 +67,8 @@ def load_image(data: bytes, *, max_pixels: int = 50_000_000) -> Image.Image:
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError("too_large", f"{width}x{height} is over the limit of {max_pixels} pixels")
+    if draft_side and image.format == "JPEG" and min(width, height) > 2 * draft_side:
+        image.draft("RGB", (draft_side, draft_side))
     try:
         image.load()  # decodes the first frame only; later frames of an animation are ignored
         picture = to_rgb(_upright(image))

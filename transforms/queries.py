@@ -29,6 +29,7 @@ from transforms.verify import query_grey
 DEAD = "dead_letter"
 QUERIES = "queries"
 MAX_IMAGE_BYTES = 200 << 20
+DRAFT_SIDE = 1024  # large JPEG posts are decoded at a DCT scale keeping both sides >= this
 
 
 class HashedQuery(NamedTuple):
@@ -123,7 +124,8 @@ class HashQuery(beam.DoFn):
         uris = sorted(set(uris))
         began = time.monotonic()
         try:
-            image = load_image(read_bytes(uris[0]), max_pixels=self.max_pixels)
+            image = load_image(read_bytes(uris[0]), max_pixels=self.max_pixels,
+                               draft_side=DRAFT_SIDE)
         except ImageError as e:
             for uri in uris:
                 yield from failed(uri, sha256, e.stage, str(e), self.run_id, self.sidecar)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
@@ -29,6 +30,8 @@ from transforms.matching import Span
 from transforms.queries import Candidates
 
 FEATURE_CACHE = 4096  # reference pictures' features kept per worker process
+REFINE_S = 3.0  # a rescued span's time is re-chosen among stored frames this close to it
+REFINE_N = 4  # at most this many neighbouring frames are checked for it
 SURE_DISTANCE = 24  # of 256 key bits: a hash match this close stands even if the check fails
 
 
@@ -70,6 +73,10 @@ class VerifyCandidates(beam.DoFn):
             lambda: ReferencePictures.load(self.index_dir, self.manifest),
             tag=f"{self.index_dir}@{tag}:pictures")
         self.reference_features = functools.lru_cache(maxsize=FEATURE_CACHE)(self._features)
+        times: dict[int, list[float]] = {}
+        for vid, ts in self.pictures:
+            times.setdefault(vid, []).append(ts)
+        self.times = {vid: np.sort(np.asarray(ts)) for vid, ts in times.items()}
 
     def _features(self, key: tuple[int, float]) -> verify.Features | None:
         jpeg = self.pictures.get(key)
@@ -87,7 +94,7 @@ class VerifyCandidates(beam.DoFn):
         rescued = []
         if not any(kept):  # nothing the hashes found survived: try the nearest rows
             seen = {(s.video_id, s.ts_best) for s in candidates.spans}
-            rescued = [self._check(query_features, span, rescue=True)
+            rescued = [self._refine(query_features, self._check(query_features, span, True))
                        for span in candidates.rescue[: self.k]
                        if (span.video_id, span.ts_best) not in seen]
         spans = [s for s in kept + rescued if s is not None]
@@ -96,6 +103,32 @@ class VerifyCandidates(beam.DoFn):
         spans.sort(key=lambda s: (-s.score, s.ts_end - s.ts_start))
         self.verify_ms.update(int((time.monotonic() - began) * 1000))
         yield Candidates(query, spans, [])
+
+    def _refine(self, query: verify.Features, span: Span | None) -> Span | None:
+        """A rescued span's moment, re-chosen by local features among the stored frames
+        around it: its hashes were far from every frame, so the nearest by hash is often
+        another moment of the same pan or zoom. The span becomes the best frame's row."""
+        if span is None:
+            return None
+        times = self.times.get(span.video_id, np.zeros(0))
+        near = times[np.abs(times - span.ts_best) <= REFINE_S]
+        near = near[np.argsort(np.abs(near - span.ts_best), kind="stable")][1:REFINE_N + 1]
+        best, best_inliers = span.ts_best, span.inliers or 0
+        for ts in near.tolist():
+            reference = self.reference_features((span.video_id, ts))
+            if reference is None or len(reference.keypoints) < verify.MIN_INLIERS:
+                continue
+            self.checked.inc()
+            verdict = verify.verify(query, reference)
+            if verdict.accepted and verdict.inliers > best_inliers:
+                best, best_inliers = ts, verdict.inliers
+        if best == span.ts_best:
+            return span
+        later = times[times > best]
+        end = float(later[0]) - 1e-3 if len(later) else best  # the row ends before the next
+        return dataclasses.replace(span, ts_best=best, ts_start=best, ts_end=max(best, end),
+                                   inliers=best_inliers,
+                                   score=verified_score(span.score, best_inliers))
 
     def _check(self, query: verify.Features, span: Span, rescue: bool = False) -> Span | None:
         reference = self.reference_features((span.video_id, span.ts_best))

@@ -21,6 +21,7 @@ from evaluation.edits import EDITS, grab_frame
 from evaluation.footage import distractor_photos, ensure_archive, load_truth
 from evaluation.scoring import is_hit
 from pipelines import index, match
+from transforms.report_html import hms
 
 # (video, time in seconds, edit): moments picked from the demo archive's shot lists below.
 POSTS = (
@@ -33,12 +34,6 @@ POSTS = (
     ("reel_01.mp4", 0.35, "rotate"),
 )
 EMBEDDED = ["--runner=FnApiRunner"]
-
-
-def hms(seconds: float) -> str:
-    m, s = divmod(seconds, 60)
-    h, m = divmod(int(m), 60)
-    return f"{h:02d}:{m:02d}:{s:06.3f}"
 
 
 def pick_time(video: Path, fraction: float) -> float:

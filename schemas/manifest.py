@@ -36,6 +36,11 @@ class Manifest:
     partitions: list[Partition] = dataclasses.field(default_factory=list)
     format: int = MANIFEST_FORMAT
 
+    @property
+    def version(self) -> str:
+        """The newest live batch: what a loaded copy of the index is keyed and refreshed by."""
+        return self.partitions[-1].batch_id if self.partitions else "empty"
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 

@@ -186,10 +186,9 @@ class SearchIndex(beam.DoFn):
         self._load(self.manifest)
 
     def _load(self, manifest: Manifest) -> None:
-        tag = manifest.partitions[-1].batch_id if manifest.partitions else "empty"
         self.ref = self.shared.acquire(lambda: ReferenceIndex.load(self.index_dir, manifest),
-                                       tag=f"{self.index_dir}@{tag}")
-        self.loaded_tag = tag
+                                       tag=f"{self.index_dir}@{manifest.version}")
+        self.loaded_version = manifest.version
         self.radius = self.threshold + manifest.prune_d
         self.n_bits = 8 * self.ref.mih.n_bytes
         self.checked_at = time.monotonic()
@@ -199,7 +198,7 @@ class SearchIndex(beam.DoFn):
             return
         manifest = index_store.load_manifest(self.index_dir)
         self.checked_at = time.monotonic()
-        if manifest and manifest.partitions and manifest.partitions[-1].batch_id != self.loaded_tag:
+        if manifest and manifest.partitions and manifest.version != self.loaded_version:
             index_store.require_compatible(manifest, self.index_dir)
             self._load(manifest)
             self.reloads.inc()

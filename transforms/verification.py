@@ -68,10 +68,9 @@ class VerifyCandidates(beam.DoFn):
         self.verify_ms = Metrics.distribution("verify", "verify_ms_per_query")
 
     def setup(self) -> None:
-        tag = self.manifest.partitions[-1].batch_id if self.manifest.partitions else "empty"
         self.pictures = self.shared.acquire(
             lambda: ReferencePictures.load(self.index_dir, self.manifest),
-            tag=f"{self.index_dir}@{tag}:pictures")
+            tag=f"{self.index_dir}@{self.manifest.version}:pictures")
         self.reference_features = functools.lru_cache(maxsize=FEATURE_CACHE)(self._features)
         times: dict[int, list[float]] = {}
         for vid, ts in self.pictures:

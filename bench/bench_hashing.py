@@ -17,8 +17,8 @@ import numpy as np
 import skimage
 from PIL import Image
 
-from transforms import hashing
-from transforms.preprocess import thumbnail
+from transforms.hashing import hashes
+from transforms.media.preprocess import thumbnail
 
 N = 5000
 PHOTOS = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
@@ -86,17 +86,17 @@ def main(n: int = N) -> dict[str, str]:
     print(f"{n} thumbnails of random photo crops built in {time.perf_counter() - start:.1f} s\n")
     header = f"{'hash':<8}{'N':>6}{'vectorised/s':>14}{'imagehash/s':>14}{'ratio':>10}"
     print(header + "   identical bits")
-    phash = compare("phash", hashing.phash_input(thumbs), hashing.phash_codes, imagehash.phash)
-    dhash = compare("dhash", hashing.dhash_input(thumbs), hashing.dhash_codes, imagehash.dhash)
+    phash = compare("phash", hashes.phash_input(thumbs), hashes.phash_codes, imagehash.phash)
+    dhash = compare("dhash", hashes.dhash_input(thumbs), hashes.dhash_codes, imagehash.dhash)
     print(phash)
     print(dhash)
     print()
-    pdq = seconds(lambda: hashing.pdq_codes_and_quality(thumbs), repeat=2)
+    pdq = seconds(lambda: hashes.pdq_codes_and_quality(thumbs), repeat=2)
     print(f"pdq (pdqhash, one C++ call per frame): {n / pdq:,.0f} frames/s")
     for name in ("phash", "dhash"):
-        total = seconds(lambda name=name: hashing.HASHERS[name].compute(thumbs), repeat=3)
+        total = seconds(lambda name=name: hashes.HASHERS[name].compute(thumbs), repeat=3)
         print(f"{name} from thumbnails (input + code): {n / total:,.0f} frames/s")
-    everything = seconds(lambda: hashing.hash_batch(thumbs), repeat=2)
+    everything = seconds(lambda: hashes.hash_batch(thumbs), repeat=2)
     print(f"hash_batch (phash + dhash + pdq + quality): {n / everything:,.0f} frames/s")
     figures = {f"vectorised {c.name} vs imagehash loop, photo crops (goal >= 20x)":
                f"{c.ratio:.1f}x, identical bits: {'yes' if c.identical else 'NO'}"

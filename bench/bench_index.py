@@ -37,9 +37,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from bench.bench_hashing import compare
 from evaluation.footage import ensure_archive
 from pipelines import index
-from transforms import decode, hashing, preprocess, verify
-from transforms.sampling import prune
-from transforms.video_index import DecodeSegment, Segment
+from transforms.hashing import hashes
+from transforms.hashing.pruning import prune
+from transforms.hashing.regions import REGION_BOXES, REGIONS
+from transforms.index.segments import DecodeSegment, Segment
+from transforms.media import decode, pictures, preprocess
 
 WORK = Path("bench-out")
 DEFAULTS = PipelineOptions([]).view_as(index.IndexOptions)  # the job's own defaults
@@ -98,29 +100,28 @@ def stages(path: Path, info: decode.VideoInfo, clock: Clock) -> np.ndarray:
     with clock("decode (thumbnails)"):
         parts = list(decode.decode_frames(str(path)))
         np.concatenate([preprocess.grey(t) for _, t in parts])
-    size = verify.reference_size(info.width, info.height)
+    size = pictures.reference_size(info.width, info.height)
     with clock("decode (thumbnails + reference pictures)"):
         parts = list(decode.decode_frames_with_reference(str(path), reference=size))
         pts = np.concatenate([p for p, _, _ in parts])
         thumbs = np.concatenate([preprocess.grey(t) for _, t, _ in parts])
-        pictures = np.concatenate([preprocess.grey(r) for _, _, r in parts])
+        stored = np.concatenate([preprocess.grey(r) for _, _, r in parts])
     with clock("key hash (every frame)"):
-        key = hashing.phash256_regions(thumbs, [preprocess.FULL])[0]
+        key = hashes.phash256_regions(thumbs, [preprocess.FULL])[0]
     with clock("flat test (every frame)"):
         flat = preprocess.is_flat(thumbs)
     with clock("pruning (every frame)"):
         keep, _ = prune(pts, key, flat, DEFAULTS.prune_d)
     kept = thumbs[keep]
     with clock("regions (keys + flat, kept rows)"):
-        boxes = [box for _, box in preprocess.REGIONS.values()]
-        hashing.phash256_regions(kept, boxes)
-        for box in boxes:
+        hashes.phash256_regions(kept, REGION_BOXES)
+        for box in REGION_BOXES:
             preprocess.is_flat(kept, box)
     with clock("PDQ + pHash + dHash (kept rows)"):
-        hashing.hash_batch(kept, index.STORED_HASHERS)
+        hashes.hash_batch(kept, index.STORED_HASHERS)
     with clock("reference JPEG encode (kept rows)"):
         for i in keep.tolist():
-            verify.encode_reference(pictures[i])
+            pictures.encode_reference(stored[i])
     return thumbs
 
 
@@ -158,9 +159,10 @@ def decode_path(videos: dict[Path, decode.VideoInfo]) -> tuple[dict[str, str], n
     for stage, seconds in breakdown.seconds.items():
         print(f"  {stage:48s} {1e6 * seconds / frames:8.1f}")
     encode = breakdown.seconds["reference JPEG encode (kept rows)"]
-    hashes = sum(s for name, s in breakdown.seconds.items() if not name.startswith("decode"))
-    sums = {"index": breakdown.seconds["decode (thumbnails)"] + hashes - encode,
-            "index+refs": breakdown.seconds["decode (thumbnails + reference pictures)"] + hashes}
+    hashing = sum(s for name, s in breakdown.seconds.items() if not name.startswith("decode"))
+    sums = {"index": breakdown.seconds["decode (thumbnails)"] + hashing - encode,
+            "index+refs": breakdown.seconds["decode (thumbnails + reference pictures)"]
+            + hashing}
     for arm, seconds in sums.items():
         print(f"  sum of the pieces, {labels[arm].split(',')[1].strip():40s} "
               f"{frames / seconds:8,.0f} frames/s ({per_s[arm]:,.0f} as one step)")
@@ -227,7 +229,7 @@ def index_size(index_dir: Path) -> dict[str, str]:
               for table in ("frames", "references")}
     whole = int((region == 0).sum())
     print(f"\nindex of {hours * 60:.1f} min of video: {whole / hours:,.0f} whole-frame rows and "
-          f"{len(region) / hours:,.0f} rows with all {len(preprocess.REGIONS)} regions per hour; "
+          f"{len(region) / hours:,.0f} rows with all {len(REGIONS)} regions per hour; "
           f"frames table {nbytes['frames'] / hours / 2**20:.1f} MiB/h, references table "
           f"{nbytes['references'] / hours / 2**20:.1f} MiB/h")
     return {"rows kept per hour (whole-frame / all regions)":
@@ -249,7 +251,7 @@ def main(profile: str = "bench", work: Path = WORK) -> dict[str, str]:
     figures, thumbs = decode_path(videos)
     figures |= whole_job(videos, work)
     figures |= index_size(job_index_dir(work, 1))
-    phash = compare("phash", hashing.phash_input(thumbs), hashing.phash_codes, imagehash.phash)
+    phash = compare("phash", hashes.phash_input(thumbs), hashes.phash_codes, imagehash.phash)
     print(f"\n(3) pHash on {len(thumbs)} thumbnails decoded from this archive; {load()}")
     print(phash)
     figures["vectorised pHash vs imagehash loop (goal >= 20x)"] = (

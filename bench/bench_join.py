@@ -8,7 +8,7 @@ queries at the match job's default radius (threshold + prune_d): half are index 
 flips, half random codes. Arms, all single-threaded and exact:
 
 - MIH with the default bands, and with 16 bands of 16 bits (the textbook split) beside it;
-- numpy brute force (``transforms.mih.brute_force``) on a query subsample, scaled per query;
+- numpy brute force (``transforms.search.mih.brute_force``) on a query subsample, scaled per query;
 - ``faiss.IndexBinaryFlat.range_search`` (one OpenMP thread; its radius is exclusive).
 
 Every arm's matches are checked against the default MIH's on the queries it ran.
@@ -22,8 +22,8 @@ from collections.abc import Callable
 import numpy as np
 
 from pipelines.match import DEFAULT_THRESHOLD
-from transforms.mih import HammingIndex, Matches, brute_force, flip_bits
-from transforms.sampling import DEFAULT_PRUNE_D
+from transforms.hashing.pruning import DEFAULT_PRUNE_D
+from transforms.search.mih import HammingIndex, Matches, brute_force, flip_bits
 
 N_ROWS = 1_000_000
 N_QUERIES = 10_000

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from tests import test_verify as corpus
-from transforms import verify as v
+from transforms.media import pictures
+from transforms.verify import local_features as v
 
 
 def per_call_ms(run: Callable[[], object], calls: int, repeat: int = 3) -> float:
@@ -34,8 +35,9 @@ def main() -> dict[str, str]:
     """Prints the costs; returns the headline figures."""
     cv2.setNumThreads(1)  # per core
     frames = corpus.sources()
-    stored = [v.encode_reference(v.reference_from_rgb(np.asarray(f))) for f in frames.values()]
-    greys = [v.decode_reference(data) for data in stored]
+    stored = [pictures.encode_reference(pictures.reference_from_rgb(np.asarray(f)))
+              for f in frames.values()]
+    greys = [pictures.decode_reference(data) for data in stored]
     images = [corpus.jpeg(corpus.screenshot(f, seed=i)) for i, f in enumerate(frames.values())]
     refs = corpus.references()
     queries = corpus.queries()
@@ -48,7 +50,7 @@ def main() -> dict[str, str]:
         position = iter(range(10**9))
         return lambda: call(items[next(position) % len(items)])
 
-    decode = per_call_ms(cycle(stored, v.decode_reference), 200)
+    decode = per_call_ms(cycle(stored, pictures.decode_reference), 200)
     reference = per_call_ms(cycle(greys, v.features), 100)
     query = per_call_ms(cycle(images, v.query_features), 20)
     accept = per_call_ms(cycle(true, lambda pair: v.verify(*pair)), len(true))

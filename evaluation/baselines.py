@@ -21,7 +21,7 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
-from transforms.decode import probe
+from transforms.media.decode import probe
 
 PHASH_RADIUS = 10  # of 64 bits: a common setting for near-duplicate pHash matching
 PDQ_RADIUS = 31  # Meta's defaults

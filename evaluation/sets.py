@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from evaluation.edits import EDITS, grab_frame
-from transforms.decode import probe
-from transforms.preprocess import FLAT_STD
+from transforms.media.decode import probe
+from transforms.media.preprocess import FLAT_STD
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m4v"}
 PHOTO_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}

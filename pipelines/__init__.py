@@ -1,1 +1,2 @@
-"""framematch's jobs (index, match, ...) and the ``framematch`` command line."""
+"""The jobs (``index``, ``match``, ``stream``: each a ``run(argv)`` wiring ``transforms``) and
+the ``framematch`` command (``cli``); admin and analyst commands live in ``commands``."""

@@ -15,23 +15,33 @@ import sys
 
 from schemas.runs import RunRecord
 
-COMMANDS = {
+COMMANDS = {  # name -> ("module[:function]", help)
     "index": ("pipelines.index", "index a video archive into a frame-hash index"),
     "match": ("pipelines.match", "match posted images against an index"),
-    "hash": ("pipelines.hash_cmd", "print PDQ / vPDQ hashes of images and videos"),
-    "import": ("pipelines.import_cmd", "add a received PDQ / vPDQ / CSV hash list to an index"),
-    "export": ("pipelines.export_cmd", "write an index's PDQ out as vPDQ / PDQ / CSV lists"),
-    "eval": ("pipelines.evaluate", "recall and false positives on edited queries, vs baselines"),
-    "demo": ("pipelines.demo", "the story: index bundled footage, trace edited screengrabs"),
-    "sql": ("pipelines.sql_cmd", "DuckDB views over every run's results, analyst queries"),
-    "report": ("pipelines.report_cmd", "one static HTML page: posted images beside their frames"),
-    "purge": ("pipelines.purge_cmd", "remove a posted image from every results table"),
-    "verdict": ("pipelines.verdict_cmd", "record an analyst's confirmed/rejected on a match"),
     "stream": ("pipelines.stream", "match images as they land, against a growing index"),
-    "check": ("pipelines.check_cmd", "reconcile a match output or an index: every input once"),
-    "takedown": ("pipelines.index_admin:takedown", "tombstone a video (takedown request)"),
-    "compact-index": ("pipelines.index_admin:compact", "merge an index's live partitions"),
-    "rollback": ("pipelines.index_admin:rollback", "make an earlier index version live again"),
+    "check": ("pipelines.commands.check",
+              "reconcile a match output or an index: every input once"),
+    "takedown": ("pipelines.commands.index_admin:takedown",
+                 "tombstone a video (takedown request)"),
+    "compact-index": ("pipelines.commands.index_admin:compact",
+                      "merge an index's live partitions"),
+    "rollback": ("pipelines.commands.index_admin:rollback",
+                 "make an earlier index version live again"),
+    "hash": ("pipelines.commands.hash", "print PDQ / vPDQ hashes of images and videos"),
+    "import": ("pipelines.commands.import_hashes",
+               "add a received PDQ / vPDQ / CSV hash list to an index"),
+    "export": ("pipelines.commands.export_hashes",
+               "write an index's PDQ out as vPDQ / PDQ / CSV lists"),
+    "sql": ("pipelines.commands.sql", "DuckDB views over every run's results, analyst queries"),
+    "report": ("pipelines.commands.report",
+               "one static HTML page: posted images beside their frames"),
+    "verdict": ("pipelines.commands.verdict",
+                "record an analyst's confirmed/rejected on a match"),
+    "purge": ("pipelines.commands.purge", "remove a posted image from every results table"),
+    "eval": ("pipelines.commands.evaluate",
+             "recall and false positives on edited queries, vs baselines"),
+    "demo": ("pipelines.commands.demo",
+             "the story: index bundled footage, trace edited screengrabs"),
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3

@@ -17,32 +17,20 @@ import apache_beam as beam
 from apache_beam.io.parquetio import ReadAllFromParquet
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.metrics import print_metrics
 from pipelines.options import CommonOptions, beam_options, configure_logging, is_dry_run, new_run_id
-from pipelines.report import print_metrics
-from schemas.manifest import Manifest, Partition, partition_dir
-from schemas.records import (
-    DEAD_LETTER_SCHEMA,
-    FRAMES_SCHEMA,
-    REFERENCES_SCHEMA,
-    VIDEOS_SCHEMA,
-)
+from schemas.manifest import Manifest, partition_dir
+from schemas.records import DEAD_LETTER, FRAMES, INDEX_TABLES, REFERENCES, VIDEOS
 from schemas.runs import RunRecord
-from transforms import io, runs, sinks
-from transforms.decode import MAX_MEMORY_MB
-from transforms.index_store import load_manifest, manifest_uri, require_compatible
-from transforms.listing import ListFiles
-from transforms.preprocess import PREPROCESS_VERSION, REGIONS
-from transforms.sampling import DEFAULT_PRUNE_D
-from transforms.video_index import (
-    DEAD,
-    FRAMES,
-    REFERENCES,
-    DecodeSegment,
-    DetectChanges,
-    FinaliseVideo,
-    ProbeVideo,
-    plan_segments,
-)
+from transforms.hashing.pruning import DEFAULT_PRUNE_D
+from transforms.index import batches
+from transforms.index.changes import DetectChanges
+from transforms.index.finalise import FinaliseVideo
+from transforms.index.segments import DecodeSegment, ProbeVideo, plan_segments
+from transforms.io import parquet, storage
+from transforms.io.listing import ListFiles
+from transforms.media.decode import MAX_MEMORY_MB
+from transforms.results import runs
 
 LOG = logging.getLogger(__name__)
 KEY_HASHER = "phash256"  # the search key: what pruning and the match job's radius are about
@@ -110,13 +98,13 @@ class IndexArchive(beam.PTransform):
              "known": pbegin | "KnownVideos" >> KnownVideos(self.known_globs)}
             | "JoinListingWithIndex" >> beam.CoGroupByKey()
             | "DetectChanges" >> beam.ParDo(DetectChanges(self.batch_id, self.batch_id))
-            .with_outputs(DEAD, DetectChanges.TOMBSTONES, main="new")
+            .with_outputs(DEAD_LETTER, DetectChanges.TOMBSTONES, main="new")
         )
         probed = (
             changes.new
             | "Probe" >> beam.ParDo(ProbeVideo(self.batch_id, self.batch_id, self.sidecar,
                                                o.probe_timeout, o.decode_memory_mb))
-            .with_outputs(DEAD, main="videos")
+            .with_outputs(DEAD_LETTER, main="videos")
         )
         segments = (
             probed.videos
@@ -132,20 +120,16 @@ class IndexArchive(beam.PTransform):
              "segments": segments}
             | "GroupSegments" >> beam.CoGroupByKey()
             | "Finalise" >> beam.ParDo(FinaliseVideo(self.batch_id))
-            .with_outputs(DEAD, FRAMES, REFERENCES, main="videos")
+            .with_outputs(DEAD_LETTER, FRAMES, REFERENCES, main="videos")
         )
         return {
-            "videos": (finalised.videos, changes[DetectChanges.TOMBSTONES])
+            VIDEOS: (finalised.videos, changes[DetectChanges.TOMBSTONES])
             | "VideosAndTombstones" >> beam.Flatten(),
-            "frames": finalised[FRAMES],
-            "references": finalised[REFERENCES],
-            "dead_letter": (changes[DEAD], probed[DEAD], finalised[DEAD])
+            FRAMES: finalised[FRAMES],
+            REFERENCES: finalised[REFERENCES],
+            DEAD_LETTER: (changes[DEAD_LETTER], probed[DEAD_LETTER], finalised[DEAD_LETTER])
             | "AllDeadLetters" >> beam.Flatten(),
         }
-
-
-TABLE_SCHEMAS = {"videos": VIDEOS_SCHEMA, "frames": FRAMES_SCHEMA,
-                 "references": REFERENCES_SCHEMA, "dead_letter": DEAD_LETTER_SCHEMA}
 
 
 def run(argv: list[str] | None = None) -> Manifest:
@@ -167,51 +151,36 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
         raise SystemExit(f"framematch index: unknown hashers {unknown}; "
                          f"known: {', '.join(STORED_HASHERS)}")
 
-    manifest = load_manifest(common.index)
-    settings = dict(preprocess_version=PREPROCESS_VERSION, hashers=hashers,
-                    key_hasher=KEY_HASHER, prune_d=opts.prune_d,
-                    regions=[name for name, _ in REGIONS.values()])
-    if manifest is None:
-        manifest = Manifest(**settings)
-    else:
-        require_compatible(manifest, common.index)
-        for key, value in settings.items():
-            if getattr(manifest, key) != value:
-                raise SystemExit(f"framematch index: {common.index} was built with {key}="
-                                 f"{getattr(manifest, key)!r}, not {value!r}; index into a "
-                                 f"new directory to change it")
+    settings = batches.index_settings(KEY_HASHER, hashers, opts.prune_d)
+    try:
+        manifest = batches.open_manifest(common.index, settings)
+    except ValueError as error:  # another preprocessing version, or other settings
+        raise SystemExit(f"framematch index: {error}") from error
 
     batch_id = new_run_id()
     known_globs = [f"{partition_dir(common.index, 'videos', p.batch_id)}/*.parquet"
                    for p in manifest.partitions]
-    sidecar = io.read_sidecar(common.meta, "uri")
+    sidecar = storage.read_sidecar(common.meta, "uri")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         tables = p | "IndexArchive" >> IndexArchive(
-            io.expand_source(opts.archive), known_globs, opts, hashers, batch_id, sidecar)
+            storage.expand_source(opts.archive), known_globs, opts, hashers, batch_id, sidecar)
         for name, records in tables.items():
-            _ = records | f"Write_{name}" >> sinks.WriteTable(
-                partition_dir(common.index, name, batch_id), TABLE_SCHEMAS[name])
+            _ = records | f"Write_{name}" >> parquet.WriteTable(
+                partition_dir(common.index, name, batch_id), INDEX_TABLES[name])
     if is_dry_run(options):
         print("framematch index: dry run: the job was built, not run")
         return manifest, None
     metrics = print_metrics(p.result, "index")
 
-    counts = {name: sinks.count_rows(partition_dir(common.index, name, batch_id))
-              for name in TABLE_SCHEMAS}
-    tombstones = sinks.read_table(partition_dir(common.index, "videos", batch_id),
-                                  VIDEOS_SCHEMA).column("deleted").to_pylist().count(True)
-    manifest.partitions.append(Partition(
-        batch_id=batch_id, created=started.isoformat(), videos=counts["videos"] - tombstones,
-        rows=counts["frames"], tombstones=tombstones, dead_letters=counts["dead_letter"]))
-    io.write_text_atomic(manifest_uri(common.index), manifest.to_json())
+    partition = batches.commit_batch(common.index, manifest, batch_id, started)
     record = runs.run_record(
         "index", batch_id, started, options, argv, common.index, manifest,
         n_inputs=metrics.get("files_listed", 0), n_unchanged=metrics.get("videos_unchanged", 0),
-        n_videos=counts["videos"] - tombstones, n_tombstones=tombstones,
-        n_frame_rows=counts["frames"], n_dead_letters=counts["dead_letter"])
+        n_videos=partition.videos, n_tombstones=partition.tombstones,
+        n_frame_rows=partition.rows, n_dead_letters=partition.dead_letters)
     runs.write_run(common.index, record)
-    print(f"index {common.index}: batch {batch_id}: {counts['videos'] - tombstones} videos "
-          f"indexed, {tombstones} tombstoned, {counts['frames']} frame rows, "
-          f"{counts['dead_letter']} dead letters")
+    print(f"index {common.index}: batch {batch_id}: {partition.videos} videos indexed, "
+          f"{partition.tombstones} tombstoned, {partition.rows} frame rows, "
+          f"{partition.dead_letters} dead letters")
     return manifest, record

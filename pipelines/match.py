@@ -17,25 +17,20 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.shared import Shared
 
+from pipelines.metrics import print_metrics
 from pipelines.options import CommonOptions, beam_options, configure_logging, is_dry_run, new_run_id
-from pipelines.report import print_metrics
-from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
+from schemas.records import DEAD_LETTER, MATCH_TABLES, MATCHES, QUERIES, QUERIES_SCHEMA
 from schemas.runs import RunRecord
-from transforms import io, rematch, runs, sinks, verdicts
-from transforms.index_store import has_imported_lists, load_manifest, require_compatible
-from transforms.listing import ListFiles
-from transforms.queries import (
-    DEAD,
-    QUERIES,
-    AnswerQueries,
-    FingerprintQuery,
-    HashQuery,
-    SearchIndex,
-)
-from transforms.verification import SURE_DISTANCE, VerifyCandidates
+from transforms.index.store import has_imported_lists, load_manifest, require_compatible
+from transforms.io import parquet, storage
+from transforms.io.listing import ListFiles
+from transforms.match import rematch
+from transforms.match.answer import AnswerQueries
+from transforms.match.intake import FingerprintQuery, HashQuery
+from transforms.match.search_stage import SearchIndex
+from transforms.results import runs, verdicts
+from transforms.verify.stage import SURE_DISTANCE, VerifyCandidates
 
-TABLE_SCHEMAS = {"matches": MATCHES_SCHEMA, "queries": QUERIES_SCHEMA,
-                 "dead_letter": DEAD_LETTER_SCHEMA}
 DEFAULT_THRESHOLD = 40  # bits of the 256-bit key; the search radius adds the index's prune_d
 
 
@@ -91,14 +86,15 @@ class MatchImages(beam.PTransform):
         o = self.opts
         hasher = self.manifest.key_hasher
         fingerprints = uris | "Fingerprint" >> beam.ParDo(
-            FingerprintQuery(self.run_id, self.sidecar)).with_outputs(DEAD, QUERIES, main="keys")
+            FingerprintQuery(self.run_id, self.sidecar)).with_outputs(
+                DEAD_LETTER, QUERIES, main="keys")
         hashed = (
             fingerprints.keys
             | "GroupReposts" >> beam.GroupByKey()
             | "HashVariants" >> beam.ParDo(HashQuery(
                 hasher, o.max_variants, o.max_pixels, self.run_id, self.sidecar,
                 keep_picture=o.verify, pdq=self.pdq_lists,
-            )).with_outputs(DEAD, QUERIES, main="hashed")
+            )).with_outputs(DEAD_LETTER, QUERIES, main="hashed")
         )
         candidates = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
             self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.refresh_s,
@@ -111,10 +107,11 @@ class MatchImages(beam.PTransform):
             o.threshold + self.manifest.prune_d, self.run_id, self.sidecar, self.rejected,
         )).with_outputs(QUERIES, main="matches")
         return {
-            "matches": answered.matches,
-            "queries": (fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])
+            MATCHES: answered.matches,
+            QUERIES: (fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])
             | "AllQueries" >> beam.Flatten(),
-            "dead_letter": (fingerprints[DEAD], hashed[DEAD]) | "AllDeadLetters" >> beam.Flatten(),
+            DEAD_LETTER: (fingerprints[DEAD_LETTER], hashed[DEAD_LETTER])
+            | "AllDeadLetters" >> beam.Flatten(),
         }
 
 
@@ -137,11 +134,11 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
     require_compatible(manifest, common.index)
     run_id = opts.run_id or new_run_id()
     run_date = opts.run_date or datetime.datetime.now(datetime.UTC).date().isoformat()
-    partitions = {t: run_partition(opts.out, t, run_date, run_id) for t in TABLE_SCHEMAS}
+    partitions = {t: run_partition(opts.out, t, run_date, run_id) for t in MATCH_TABLES}
     for directory in partitions.values():
-        sinks.delete_partition(directory)
-    sidecar = io.read_sidecar(common.meta, "uri")
-    patterns = io.expand_source(opts.images)
+        parquet.delete_partition(directory)
+    sidecar = storage.read_sidecar(common.meta, "uri")
+    patterns = storage.expand_source(opts.images)
     rejected = verdicts.rejected_pairs(opts.out)
     rematch_uris, new_partitions = [], None
     if not opts.no_rematch:
@@ -173,15 +170,15 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
             tables = {name: (tables[name], again[name]) | f"All_{name}" >> beam.Flatten()
                       for name in tables}
         for name, records in tables.items():
-            _ = records | f"Write_{name}" >> sinks.WriteTable(partitions[name],
-                                                               TABLE_SCHEMAS[name])
+            _ = records | f"Write_{name}" >> parquet.WriteTable(partitions[name],
+                                                               MATCH_TABLES[name])
     if is_dry_run(options):
         print("framematch match: dry run: the job was built, not run")
         return partitions, None
     print_metrics(p.result, "match")
     print_metrics(p.result, "verify")
-    counts = {t: sinks.count_rows(d) for t, d in partitions.items()}
-    statuses = sinks.read_table(partitions["queries"], QUERIES_SCHEMA).column("status")
+    counts = {t: parquet.count_rows(d) for t, d in partitions.items()}
+    statuses = parquet.read_table(partitions["queries"], QUERIES_SCHEMA).column("status")
     tally = {s: statuses.to_pylist().count(s) for s in ("matched", "no_match", "failed")}
     print(f"match run {run_id}: {counts['queries']} images: {tally['matched']} matched, "
           f"{tally['no_match']} no match, {tally['failed']} failed; {counts['matches']} match "

@@ -18,6 +18,8 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
+from transforms.io import gcs_auth
+
 DEFAULT_RUNNER = "FnApiRunner"
 
 
@@ -40,7 +42,12 @@ class CommonOptions(PipelineOptions):
 
 
 def beam_options(argv: list[str]) -> PipelineOptions:
-    """PipelineOptions from the command line, with the embedded runner as the default."""
+    """PipelineOptions from the command line, with the embedded runner as the default.
+
+    Under a Cloud Storage emulator (``STORAGE_EMULATOR_HOST``), Beam's GCS clients of this
+    process are made anonymous first (``transforms.io.gcs_auth``).
+    """
+    gcs_auth.use_anonymous_credentials_for_emulator()
     options = PipelineOptions(argv)
     standard = options.view_as(StandardOptions)
     if standard.runner is None:

@@ -7,7 +7,7 @@
 The batch match job with three things changed: the source (a directory or ``gs://`` prefix
 watched with ``MatchContinuously``, or GCS notifications from Pub/Sub), fixed windows of
 ``--window_s`` before the match transforms (their re-post grouping is per window), and a sink
-that writes one file per window and table (``transforms/window_sink.py``) into the batch
+that writes one file per window and table (``transforms/stream/window_sink.py``) into the batch
 job's layout, ``OUT/<table>/run_date=<window's date>/run_id=<stream run>/``.
 
 It runs on Beam's Prism runner (a local binary, ``make setup`` builds it into
@@ -36,11 +36,13 @@ from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-from pipelines.match import TABLE_SCHEMAS, MatchImages, MatchOptions
+from pipelines.match import MatchImages, MatchOptions
 from pipelines.options import CommonOptions, configure_logging, new_run_id
-from transforms import io, window_sink
-from transforms.index_store import load_manifest, require_compatible
-from transforms.notifications import FinalizedObjects
+from schemas.records import MATCH_TABLES
+from transforms.index.store import load_manifest, require_compatible
+from transforms.io import gcs_auth, storage
+from transforms.stream import window_sink
+from transforms.stream.notifications import FinalizedObjects
 
 LOG = logging.getLogger(__name__)
 PRISM_BUILT = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "prism"
@@ -80,6 +82,7 @@ def prism_binary() -> str | None:
 
 def streaming_options(argv: list[str]) -> PipelineOptions:
     """Options with ``--streaming`` on and, unless another runner is named, local Prism."""
+    gcs_auth.use_anonymous_credentials_for_emulator()  # a no-op off an emulator
     options = PipelineOptions(argv)
     options.view_as(StandardOptions).streaming = True
     standard = options.view_as(StandardOptions)
@@ -116,14 +119,14 @@ def watched_uris(p: beam.Pipeline, images: str, stream: StreamOptions,
     watched = [
         p | f"Watch{i}" >> fileio.MatchContinuously(
             pattern, interval=stream.poll_s, stop_timestamp=stop, timestamp_cursor=True)
-        for i, pattern in enumerate(io.expand_source(images))
+        for i, pattern in enumerate(storage.expand_source(images))
     ]
     return watched | "AllWatched" >> beam.Flatten() | "Paths" >> beam.Map(lambda m: m.path)
 
 
 def compact_all(out: str, run_date: str = "*", run_id: str = "*") -> dict[str, int]:
     merged = {}
-    for table, schema in TABLE_SCHEMAS.items():
+    for table, schema in MATCH_TABLES.items():
         merged |= window_sink.compact(out, table, schema, run_date, run_id)
     return merged
 
@@ -150,7 +153,7 @@ def run(argv: list[str] | None = None) -> int:
     run_id = opts.run_id or new_run_id()
     stop = (MAX_TIMESTAMP if stream.stop_after is None
             else Timestamp.now() + stream.stop_after)
-    sidecar = io.read_sidecar(common.meta, "uri")
+    sidecar = storage.read_sidecar(common.meta, "uri")
     p = beam.Pipeline(options=options)
     tables = (
         watched_uris(p, opts.images, stream, stop)
@@ -161,7 +164,7 @@ def run(argv: list[str] | None = None) -> int:
     )
     for name, records in tables.items():
         _ = records | f"Write_{name}" >> window_sink.WriteWindowedTable(
-            opts.out, name, TABLE_SCHEMAS[name], run_id)
+            opts.out, name, MATCH_TABLES[name], run_id)
     result = p.run()
     print(f"stream run {run_id}: watching {opts.images or stream.subscription} -> {opts.out}",
           flush=True)

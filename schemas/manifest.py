@@ -13,7 +13,6 @@ from typing import Any
 
 MANIFEST_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
-TABLES = ("videos", "frames", "dead_letter")
 
 
 @dataclasses.dataclass

@@ -246,6 +246,21 @@ MATCHES_SCHEMA = pa.schema(
 )
 
 
+# Table names; each is also the tagged output of the steps that feed that table.
+VIDEOS, FRAMES, REFERENCES, DEAD_LETTER = "videos", "frames", "references", "dead_letter"
+MATCHES, QUERIES = "matches", "queries"
+
+# The tables of an index (``INDEX/<table>/batch=<id>/``) and of a match run
+# (``OUT/<table>/run_date=<d>/run_id=<id>/``), each with its schema and record type.
+INDEX_TABLES: dict[str, pa.Schema] = {
+    VIDEOS: VIDEOS_SCHEMA, FRAMES: FRAMES_SCHEMA, REFERENCES: REFERENCES_SCHEMA,
+    DEAD_LETTER: DEAD_LETTER_SCHEMA}
+INDEX_RECORDS: dict[str, type] = {
+    VIDEOS: VideoRecord, FRAMES: FrameRecord, REFERENCES: ReferenceRecord,
+    DEAD_LETTER: DeadLetter}
+MATCH_TABLES: dict[str, pa.Schema] = {
+    MATCHES: MATCHES_SCHEMA, QUERIES: QUERIES_SCHEMA, DEAD_LETTER: DEAD_LETTER_SCHEMA}
+
 # FrameRecord keeps the default coder: its uint64 hashes do not fit RowCoder's int64.
 for _record in (VideoRecord, DeadLetter, QueryRecord, MatchRecord):
     beam.coders.registry.register_coder(_record, beam.coders.RowCoder)

@@ -18,7 +18,7 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 from evaluation.footage import ensure_archive  # noqa: E402
 from pipelines import index  # noqa: E402
 from tests.gcs_emulator import gcs_bucket  # noqa: E402, F401
-from transforms.index_store import live_frames, live_videos, load_manifest  # noqa: E402
+from transforms.index.store import live_frames, live_videos, load_manifest  # noqa: E402
 
 EMBEDDED = ["--runner=FnApiRunner"]
 

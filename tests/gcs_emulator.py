@@ -24,7 +24,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from transforms.gcs_auth import EMULATOR_ENV, use_anonymous_credentials_for_emulator
+from transforms.io.gcs_auth import EMULATOR_ENV, use_anonymous_credentials_for_emulator
 
 HOST = "127.0.0.1"
 BUCKET = "framematch-test"
@@ -110,9 +110,8 @@ def gcs_emulator(bucket: str = BUCKET, project: str = PROJECT) -> Iterator[str]:
 
     Sets ``STORAGE_EMULATOR_HOST`` and ``NO_GCE_CHECK`` (so google-auth never probes a
     metadata server) in ``os.environ`` for the block and restores them afterwards, and makes
-    Beam's GCS clients in this process anonymous (``transforms.gcs_auth``). Child processes
-    (Beam's multi-process workers) inherit the environment; they need the same shim, see
-    ``transforms.gcs_auth``. Yields the bucket name.
+    Beam's GCS clients in this process anonymous (``transforms.io.gcs_auth``); a job run
+    in a child process applies it itself when it builds its options. Yields the bucket name.
     """
     with running_emulator() as endpoint, pytest.MonkeyPatch.context() as env:
         env.setenv(EMULATOR_ENV, endpoint)

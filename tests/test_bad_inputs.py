@@ -19,8 +19,10 @@ from pipelines.cli import EXIT_PARTIAL, outcome
 from schemas.manifest import partition_dir
 from schemas.records import DEAD_LETTER_SCHEMA
 from tests.conftest import EMBEDDED
-from transforms import decode, hashing, preprocess, sinks
-from transforms.index_store import live_frames, live_videos
+from transforms.hashing import hashes
+from transforms.index.store import live_frames, live_videos
+from transforms.io import parquet
+from transforms.media import decode, preprocess
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def runs(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def index_outcomes(index_dir: Path, manifest) -> dict[str, str]:
     videos = live_videos(str(index_dir), manifest).to_pylist()
-    dead = sinks.read_table(partition_dir(str(index_dir), "dead_letter",
+    dead = parquet.read_table(partition_dir(str(index_dir), "dead_letter",
                                           manifest.partitions[-1].batch_id), DEAD_LETTER_SCHEMA)
     got = {Path(v["uri"]).name: "warning" if v["warning"] else "indexed" for v in videos}
     for row in dead.to_pylist():
@@ -103,8 +105,8 @@ def test_canary_outside_the_inputs_is_never_read(corpus: Corpus, runs: dict):
     index_keys = np.stack([np.frombuffer(k, np.uint8) for k in whole.column("key").to_pylist()])
     thumbs = np.concatenate([preprocess.grey(t) for _, t in decode.decode_frames(
         str(corpus.canary))])
-    canary_keys = hashing.phash256_regions(thumbs, [preprocess.FULL])[0]
-    nearest = min(int(hashing.hamming(index_keys, key[None]).min()) for key in canary_keys)
+    canary_keys = hashes.phash256_regions(thumbs, [preprocess.FULL])[0]
+    nearest = min(int(hashes.hamming(index_keys, key[None]).min()) for key in canary_keys)
     print(f"canary frames: {len(canary_keys)}, nearest index row: {nearest} bits")
     assert nearest > 64
     assert not any("canary" in (v or "") for v in videos.column("uri").to_pylist())

@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from evaluation.edits import grab_frame
-from pipelines import check_cmd, index, match
+from pipelines import index, match
+from pipelines.commands import check
 from tests.conftest import EMBEDDED, live_index
-from transforms.index_store import load_manifest
+from transforms.index.store import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 # (name, glob under the output that triggers the kill, seconds after start when no glob)
@@ -98,7 +99,7 @@ def test_index_killed_and_rerun(inputs: dict):
         index.run(args)
         videos, frames = live_index(idx)
         assert (videos, frames) == expected, name  # same rows, none twice
-        assert check_cmd.run([str(idx)]) == 0, name
+        assert check.run([str(idx)]) == 0, name
     print(f"index: killed at {killed} of {len(INDEX_POINTS)} points")
     assert killed >= 3
 
@@ -126,10 +127,10 @@ def test_match_killed_and_rerun(inputs: dict):
         assert_no_partial_parquet(out)
         interrupted = glob.glob(str(out / "*" / "run_date=*" / "run_id=*" / "*.parquet"))
         if interrupted and not (out / "runs").exists():
-            assert check_cmd.run([str(out)]) == 1, name  # the check flags the half run
+            assert check.run([str(out)]) == 1, name  # the check flags the half run
         match.run([*base, "--out", str(out)])
         assert queries_and_matches(out) == expected, name
-        assert check_cmd.run([str(out)]) == 0, name
+        assert check.run([str(out)]) == 0, name
     match.run([*base, "--out", str(reference)])  # a finished run, rerun: adds nothing
     assert queries_and_matches(reference) == expected
     print(f"match: killed at {killed} of {len(MATCH_POINTS)} points")

@@ -26,9 +26,10 @@ from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 from pipelines import index, match, stream
 from pipelines.index import KEY_HASHER, STORED_HASHERS
 from schemas.manifest import Manifest
-from transforms import io
-from transforms.index_store import manifest_uri
-from transforms.preprocess import PREPROCESS_VERSION, REGIONS
+from transforms.hashing.regions import REGIONS
+from transforms.index.store import manifest_uri
+from transforms.io import storage
+from transforms.media.preprocess import PREPROCESS_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("schemas", "transforms", "pipelines", "evaluation")
@@ -76,7 +77,7 @@ def dirs(tmp_path: Path) -> dict[str, str]:
     empty = Manifest(preprocess_version=PREPROCESS_VERSION, key_hasher=KEY_HASHER,
                      hashers=list(STORED_HASHERS), prune_d=8,
                      regions=[name for name, _ in REGIONS.values()])
-    io.write_text_atomic(manifest_uri(str(paths["index"])), empty.to_json())
+    storage.write_text_atomic(manifest_uri(str(paths["index"])), empty.to_json())
     return {name: str(path) for name, path in paths.items()}
 
 

@@ -1,4 +1,4 @@
-"""transforms.decode against real FFmpeg on generated clips: true pts, exact segments, damaged
+"""transforms.media.decode against real FFmpeg on generated clips: true pts, exact segments, damaged
 and hostile inputs, timeouts without leftover processes."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transforms.decode import (
+from transforms.media.decode import (
     DecodeError,
     VideoInfo,
     decode_frames,
@@ -25,7 +25,7 @@ from transforms.decode import (
     plan_segments,
     probe,
 )
-from transforms.preprocess import THUMB_SIZE
+from transforms.media.preprocess import THUMB_SIZE
 
 
 def _ffmpeg(*args: str) -> None:

@@ -10,9 +10,10 @@ from evaluation import baselines
 from evaluation.edits import grab_frame
 from evaluation.footage import distractor_photos
 from evaluation.scoring import wilson
-from pipelines import evaluate, match
-from pipelines.evaluate import rates, rethreshold
-from transforms.verdicts import record_verdict
+from pipelines import match
+from pipelines.commands import evaluate
+from pipelines.commands.evaluate import rates, rethreshold
+from transforms.results.verdicts import record_verdict
 
 
 def test_baselines_find_a_sampled_frame_and_not_a_photo(archive: list[Path]):

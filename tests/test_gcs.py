@@ -9,8 +9,10 @@ google-cloud-storage first and reads the local copies.
 
 from __future__ import annotations
 
-import hashlib
 import os
+import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -25,11 +27,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas.records import FRAMES_SCHEMA, FrameRecord
 from tests.gcs_emulator import emulator_client, gcs_emulator
-from transforms import gcs_auth, sinks
-from transforms.io import sha256_of
+from transforms.io import gcs_auth, parquet
 
 EMBEDDED = ["--runner=FnApiRunner"]
-MULTI_PROCESS = [*EMBEDDED, "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
 
 def frames(n: int) -> list[FrameRecord]:
@@ -67,11 +67,11 @@ def test_parquet_sink_to_gcs_reads_back_with_pyarrow_and_duckdb(
     directory = f"gs://{gcs_bucket}/parquet/frames"
     rows = frames(200)
     with beam.Pipeline(options=PipelineOptions(EMBEDDED)) as p:
-        _ = p | beam.Create(rows) | sinks.WriteTable(directory, FRAMES_SCHEMA)
+        _ = p | beam.Create(rows) | parquet.WriteTable(directory, FRAMES_SCHEMA)
 
     # pyarrow through FileSystems.open, as the match job reads an index.
-    assert sinks.parquet_files(directory), "the sink wrote no file"
-    table = sinks.read_table(directory, FRAMES_SCHEMA).sort_by("ts_start")
+    assert parquet.parquet_files(directory), "the sink wrote no file"
+    table = parquet.read_table(directory, FRAMES_SCHEMA).sort_by("ts_start")
     assert table.schema == FRAMES_SCHEMA
     assert table.to_pylist() == [r._asdict() for r in rows]
 
@@ -84,35 +84,26 @@ def test_parquet_sink_to_gcs_reads_back_with_pyarrow_and_duckdb(
     assert (count, keys, top) == (
         len(rows), len({r.key for r in rows}), max(r.phash for r in rows if r.phash))
 
-    sinks.delete_partition(directory)
-    assert sinks.count_rows(directory) == 0
+    parquet.delete_partition(directory)
+    assert parquet.count_rows(directory) == 0
 
 
-def test_multi_process_workers_read_gcs_without_credential_lookup(
-        gcs_bucket: str) -> None:
-    """A worker that unpickles any framematch step imports ``transforms``, which applies
-    ``transforms.gcs_auth``: it never spends ~21 s looking for credentials.
+def test_shim_is_applied_by_the_jobs_not_by_importing_framematch(gcs_bucket: str) -> None:
+    """Importing framematch patches nothing; building a job's options under an emulator does.
 
-    FnApiRunner passes no pipeline options to its worker processes, so ``--beam_plugins``
-    cannot do this here. The probe (a lambda: cloudpickle ships it by value, as workers
-    cannot import test modules) runs before the worker's first gs:// access, so it sees
-    the state of Beam's credential cache that the worker started its bundle with.
+    Run in a fresh interpreter, since this test process already has the shim applied.
     """
-    payloads = {f"gs://{gcs_bucket}/multi/in{i}.bin": os.urandom(1000 + i) for i in range(6)}
-    for path, data in payloads.items():
-        with FileSystems.create(path) as f:
-            f.write(data)
-    out = f"gs://{gcs_bucket}/multi/out"
-    with beam.Pipeline(options=PipelineOptions(MULTI_PROCESS)) as p:
-        _ = (p | beam.Create(sorted(payloads))
-             | "Probe" >> beam.Map(lambda uri: (uri, auth._Credentials._credentials_init))
-             | "Digest" >> beam.MapTuple(lambda uri, ready: f"{uri} {sha256_of(uri)[0]} {ready}")
-             | beam.io.WriteToText(out, shard_name_template=""))
-
-    with FileSystems.open(out) as f:
-        rows = sorted(line.split() for line in f.read().decode().splitlines())
-    assert rows == [[path, hashlib.sha256(data).hexdigest(), "True"]
-                    for path, data in sorted(payloads.items())]
+    probe = textwrap.dedent("""
+        from apache_beam.internal.gcp import auth
+        import pipelines.index, pipelines.match, pipelines.stream  # every transform module
+        before = auth._Credentials._credentials_init
+        from pipelines.options import beam_options
+        beam_options([])
+        print(before, auth._Credentials._credentials_init)
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, env=os.environ)
+    assert done.stdout.split() == ["False", "True"]
 
 
 def test_shim_makes_credential_lookup_instant(gcs_bucket: str) -> None:

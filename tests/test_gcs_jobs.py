@@ -23,8 +23,9 @@ from pipelines import index, match
 from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
 from tests.conftest import EMBEDDED
 from tests.gcs_emulator import emulator_client
-from transforms import index_store, sinks
-from transforms import io as fio
+from transforms.index import store
+from transforms.io import parquet
+from transforms.io import storage as fio
 
 CLIP = "reel_00.mp4"
 SEGMENT_S = "10"  # several segments per clip: each decodes from the gs:// object
@@ -72,18 +73,18 @@ def gcs_run(gcs_bucket: str, archive: list[Path]) -> dict:
 
 def test_index_on_gcs_lists_decodes_and_writes_manifest(gcs_run: dict) -> None:
     root = gcs_run["root"]
-    manifest = index_store.load_manifest(f"{root}/index")
+    manifest = store.load_manifest(f"{root}/index")
     assert manifest is not None and len(manifest.partitions) == 1
     (part,) = manifest.partitions
     assert (part.videos, part.tombstones, part.dead_letters) == (1, 0, 2)
-    videos = index_store.live_videos(f"{root}/index", manifest)
+    videos = store.live_videos(f"{root}/index", manifest)
     assert videos.column("uri").to_pylist() == [gcs_run["video_uri"]]
-    frames = index_store.live_frames(f"{root}/index", manifest, videos)
+    frames = store.live_frames(f"{root}/index", manifest, videos)
     assert frames.num_rows == part.rows > 0
     # every 10 s segment decoded from the object: rows span the whole clip
     assert max(frames.column("ts_start").to_pylist()) > 30
 
-    dead = sinks.read_table(f"{root}/index/dead_letter/batch={part.batch_id}",
+    dead = parquet.read_table(f"{root}/index/dead_letter/batch={part.batch_id}",
                             DEAD_LETTER_SCHEMA).to_pylist()
     stages = {d["uri"].rsplit("/", 1)[-1]: d["stage"] for d in dead}
     assert stages == {"readme.txt": "list", "broken.mp4": "probe"}
@@ -92,7 +93,7 @@ def test_index_on_gcs_lists_decodes_and_writes_manifest(gcs_run: dict) -> None:
 def test_match_on_gcs_finds_video_and_time(gcs_run: dict) -> None:
     parts = gcs_run["partitions"]
     assert all(p.startswith("gs://") for p in parts.values())
-    matches = sinks.read_table(parts["matches"], MATCHES_SCHEMA).to_pylist()
+    matches = parquet.read_table(parts["matches"], MATCHES_SCHEMA).to_pylist()
     best = {m["query_uri"]: m for m in matches if m["rank"] == 1}
     for uri, ts in gcs_run["truth"].items():
         assert uri in best, f"{uri} not matched"
@@ -100,21 +101,21 @@ def test_match_on_gcs_finds_video_and_time(gcs_run: dict) -> None:
         assert is_hit(best[uri], CLIP, ts), (uri, ts, best[uri]["ref_ts_s"])
 
     queries = {q["query_uri"]: q for q in
-               sinks.read_table(parts["queries"], QUERIES_SCHEMA).to_pylist()}
+               parquet.read_table(parts["queries"], QUERIES_SCHEMA).to_pylist()}
     corrupt = f"{gcs_run['root']}/posts/corrupt.jpg"
     assert len(queries) == len(gcs_run["truth"]) + 1
     assert queries[corrupt]["status"] == "failed"
-    dead = sinks.read_table(parts["dead_letter"], DEAD_LETTER_SCHEMA).to_pylist()
+    dead = parquet.read_table(parts["dead_letter"], DEAD_LETTER_SCHEMA).to_pylist()
     assert [d["uri"] for d in dead] == [corrupt]
 
 
 def test_match_rerun_on_gcs_replaces_its_partitions(gcs_run: dict) -> None:
-    before = {t: sinks.parquet_files(d) for t, d in gcs_run["partitions"].items()}
+    before = {t: parquet.parquet_files(d) for t, d in gcs_run["partitions"].items()}
     match.run(gcs_run["args"])
-    counts = {t: sinks.count_rows(d) for t, d in gcs_run["partitions"].items()}
+    counts = {t: parquet.count_rows(d) for t, d in gcs_run["partitions"].items()}
     assert counts["queries"] == len(gcs_run["truth"]) + 1
     assert counts["dead_letter"] == 1
-    assert {t: sinks.parquet_files(d) for t, d in gcs_run["partitions"].items()} == before
+    assert {t: parquet.parquet_files(d) for t, d in gcs_run["partitions"].items()} == before
     run_record = f"{gcs_run['root']}/out/runs/run_date=2026-11-26/run_id=g1/part-0.parquet"
     assert fio.exists(run_record)
     manifest = json.loads(fio.read_text(f"{gcs_run['root']}/index/manifest.json"))

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, features
 
-from transforms import hashing, preprocess
-from transforms.images import BACKGROUND, ImageError, load_image, read_image
+from transforms.hashing import hashes
+from transforms.media import preprocess
+from transforms.media.images import BACKGROUND, ImageError, load_image, read_image
 
 SKIMAGE_DATA = Path(importlib.util.find_spec("skimage").submodule_search_locations[0]) / "data"
 
@@ -213,7 +214,7 @@ def test_large_jpeg_is_decoded_at_a_dct_scale_with_the_same_thumbnail() -> None:
     full = load_image(buffer.getvalue())
     draft = load_image(buffer.getvalue(), draft_side=1024)
     assert full.size == (3840, 2160) and draft.size == (1920, 1080)
-    key = hashing.HASHERS["phash256"].compute
-    distance = hashing.hamming(key(preprocess.thumbnail(full)[None]),
+    key = hashes.HASHERS["phash256"].compute
+    distance = hashes.hamming(key(preprocess.thumbnail(full)[None]),
                                key(preprocess.thumbnail(draft)[None]))[0]
     assert distance <= 4

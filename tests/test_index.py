@@ -17,9 +17,10 @@ from pipelines import index
 from schemas.manifest import partition_dir
 from schemas.records import DEAD_LETTER_SCHEMA, FRAMES_SCHEMA, VIDEOS_SCHEMA
 from tests.conftest import EMBEDDED
-from transforms import decode, hashing, preprocess
-from transforms.index_store import live_frames, live_videos, load_manifest
-from transforms.preprocess import REGIONS
+from transforms.hashing import hashes
+from transforms.hashing.regions import REGIONS
+from transforms.index.store import live_frames, live_videos, load_manifest
+from transforms.media import decode, preprocess
 
 INDEX_FLAGS = ["--segment_seconds", "20", *EMBEDDED]
 
@@ -78,9 +79,9 @@ def test_cross_path_frame_and_png_hash_alike(archive: list[Path], tmp_path: Path
                     str(video), "-frames:v", "1", str(png)], check=True)
     from_video = preprocess.grey(rgb[:1])
     from_image = preprocess.thumbnail(Image.open(png).convert("RGB"))[None]
-    a = hashing.hash_batch(from_video, ["pdq", "phash", "dhash"])
-    b = hashing.hash_batch(from_image, ["pdq", "phash", "dhash"])
-    diffs = {h: int(hashing.hamming(a[h], b[h])[0]) for h in ("pdq", "phash", "dhash")}
+    a = hashes.hash_batch(from_video, ["pdq", "phash", "dhash"])
+    b = hashes.hash_batch(from_image, ["pdq", "phash", "dhash"])
+    diffs = {h: int(hashes.hamming(a[h], b[h])[0]) for h in ("pdq", "phash", "dhash")}
     print("cross-path bits differing:", diffs)
     assert diffs["pdq"] <= 8 and diffs["phash"] <= 4 and diffs["dhash"] <= 4
     assert np.abs(from_video.astype(int) - from_image.astype(int)).mean() < 2.0

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import check_cmd
 from pipelines.cli import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
+from pipelines.commands import check
 from schemas.manifest import partition_dir
 from tests.conftest import EMBEDDED, live_index
-from transforms import sinks
-from transforms.index_store import load_manifest
+from transforms.index.store import load_manifest
+from transforms.io import parquet
 
 
 def live(idx: Path) -> tuple[set[str], list]:
@@ -52,10 +52,10 @@ def test_takedown_compact_rollback(clips: dict):
     assert main(["compact-index", "--index", str(idx)]) == 0
     (compacted,) = load_manifest(str(idx)).partitions
     assert live(idx) == (uris, rows)  # the same live rows, from one partition
-    assert not any(sinks.parquet_files(partition_dir(str(idx), "frames", b)) for b in old)
+    assert not any(parquet.parquet_files(partition_dir(str(idx), "frames", b)) for b in old)
     assert main(["index", *args]) == EXIT_OK  # nothing re-indexed, b still down
     assert live(idx) == (uris, rows) and load_manifest(str(idx)).partitions[-1].videos == 0
-    assert check_cmd.run([str(idx)]) == 0
+    assert check.run([str(idx)]) == 0
 
     latest = load_manifest(str(idx)).partitions[-1].batch_id
     assert main(["rollback", "--index", str(idx), "--to", compacted.batch_id]) == 0

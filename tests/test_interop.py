@@ -15,14 +15,18 @@ import pytest
 
 from evaluation.edits import grab_frame
 from evaluation.footage import ARCHIVE_PHOTOS, DISTRACTOR_PHOTOS, data_files, load_truth
-from pipelines import cli, export_cmd, hash_cmd, import_cmd, match
+from pipelines import cli, match
+from pipelines.commands import export_hashes, hash, import_hashes
 from schemas.manifest import partition_dir
 from schemas.records import DEAD_LETTER_SCHEMA
-from transforms import hash_formats, hashing, preprocess, sinks
-from transforms.images import load_image
-from transforms.index_store import live_frames, live_videos, load_manifest
-from transforms.mih import brute_force, flip_bits
-from transforms.pdq_lists import PDQ_MIN_QUALITY, PdqRows, search_pdq
+from transforms.hashing import hashes
+from transforms.index.store import live_frames, live_videos, load_manifest
+from transforms.io import parquet
+from transforms.media import preprocess
+from transforms.media.images import load_image
+from transforms.results import hash_formats
+from transforms.search.mih import brute_force, flip_bits
+from transforms.search.pdq_rows import PDQ_MIN_QUALITY, PdqRows, search_pdq
 
 DATA = Path(__file__).parent / "data" / "threatexchange"
 HEX = 64
@@ -82,7 +86,7 @@ def test_hash_command_uses_the_index_path_and_stays_near_full_image_pdq(
     image it differs by what the thumbnail loses; measured and bounded here."""
     images = real_images()
     out = tmp_path / "hashes.jsonl"
-    assert hash_cmd.run([*map(str, images), "--format", "json", "--out", str(out)]) == 0
+    assert hash.run([*map(str, images), "--format", "json", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["uri"] for r in rows] == [str(p) for p in images]
     gaps = []
@@ -118,12 +122,12 @@ def test_hash_video_is_the_index_rows_in_vpdq(index_dir: Path, tmp_path: Path,
                       and r["region"] == 0), key=lambda r: r["ts_start"])
 
     out = tmp_path / "bbb.parquet"
-    assert hash_cmd.run([video["uri"], "--format", "parquet", "--out", str(out)]) == 0
+    assert hash.run([video["uri"], "--format", "parquet", "--out", str(out)]) == 0
     hashed = pq.read_table(out).to_pylist()
     assert [{k: v for k, v in r.items() if k != "uri"} for r in hashed] == indexed
 
     capsys.readouterr()
-    assert hash_cmd.run([video["uri"]]) == 0
+    assert hash.run([video["uri"]]) == 0
     lines = capsys.readouterr().out.splitlines()
     fps = load_truth(Path(video["uri"]))["fps"]
     assert len(lines) == len(indexed)
@@ -146,7 +150,7 @@ def photo_hashes() -> list[tuple[bytes, int]]:
     photos = data_files()
     thumbs = np.stack([preprocess.thumbnail(load_image(photos[n].read_bytes()))
                        for n in ARCHIVE_PHOTOS])
-    codes = hashing.hash_batch(thumbs, ["pdq"])
+    codes = hashes.hash_batch(thumbs, ["pdq"])
     return [(c.tobytes(), int(q)) for c, q in zip(codes["pdq"], codes["quality"], strict=True)]
 
 
@@ -158,7 +162,7 @@ def write_lines(path: Path, lines: list[tuple[str, bool]]) -> list[int]:
 
 def dead_letters(index: Path) -> set[tuple[str, str, str]]:
     manifest = load_manifest(str(index))
-    tables = [sinks.read_table(partition_dir(str(index), "dead_letter", p.batch_id),
+    tables = [parquet.read_table(partition_dir(str(index), "dead_letter", p.batch_id),
                                DEAD_LETTER_SCHEMA) for p in manifest.partitions]
     return {(r["uri"], r["stage"], r["error"].split(":")[0]) for t in tables
             for r in t.to_pylist()}
@@ -185,16 +189,16 @@ def test_import_pdq_csv_and_vpdq_lists_with_dead_letters(
         (f"{a.hex()},{qa}", True),
     ])
     index = tmp_path / "index"
-    first = import_cmd.run(["--hashes", str(plist), "--index", str(index),
+    first = import_hashes.run(["--hashes", str(plist), "--index", str(index),
                             "--label", "partner list 7"])
-    second = import_cmd.run(["--hashes", str(table), "--index", str(index)])
+    second = import_hashes.run(["--hashes", str(table), "--index", str(index)])
     vpdq = tmp_path / "clip.txt"
     bad_vpdq = write_lines(vpdq, [
         (hash_formats.vpdq_line(0, qa, a, 0.0), False),
         (f"1,{b.hex()},{qb},0.040", False),  # vPDQ's Python README order
         ("2,100,0.080", True),
     ])
-    third = import_cmd.run(["--hashes", str(vpdq), "--index", str(index)])
+    third = import_hashes.run(["--hashes", str(vpdq), "--index", str(index)])
 
     manifest = load_manifest(str(index))
     assert [p.batch_id for p in manifest.partitions] == [
@@ -223,11 +227,11 @@ def test_import_pdq_csv_and_vpdq_lists_with_dead_letters(
 @pytest.mark.parametrize("fmt", ["vpdq", "pdq", "csv"])
 def test_export_then_import_gives_the_same_pdq(index_dir: Path, tmp_path: Path,
                                                fmt: str) -> None:
-    written = export_cmd.run(["--index", str(index_dir), "--out", str(tmp_path / "out"),
+    written = export_hashes.run(["--index", str(index_dir), "--out", str(tmp_path / "out"),
                               "--format", fmt])
     assert written
     imported = tmp_path / "imported"
-    import_cmd.run(["--hashes", str(tmp_path / "out"), "--index", str(imported)])
+    import_hashes.run(["--hashes", str(tmp_path / "out"), "--index", str(imported)])
     original, _ = index_pdq_rows(index_dir)
     back, _ = index_pdq_rows(imported)
     if fmt == "pdq":  # PDQ lines carry no timestamp
@@ -241,9 +245,9 @@ def test_pdq_search_answers_the_same_from_an_exported_and_imported_index(
         index_dir: Path, archive: list[Path], tmp_path: Path) -> None:
     """Screengrabs of the footage searched by PDQ: the partner's copy (built from our vPDQ
     export, no footage) finds the same videos and times as our own index."""
-    export_cmd.run(["--index", str(index_dir), "--out", str(tmp_path / "vpdq")])
+    export_hashes.run(["--index", str(index_dir), "--out", str(tmp_path / "vpdq")])
     imported = tmp_path / "imported"
-    import_cmd.run(["--hashes", str(tmp_path / "vpdq"), "--index", str(imported)])
+    import_hashes.run(["--hashes", str(tmp_path / "vpdq"), "--index", str(imported)])
     grabs = []
     for video in archive:
         shots = [s for s in load_truth(video)["shots"] if not s["degenerate"]]
@@ -251,7 +255,7 @@ def test_pdq_search_answers_the_same_from_an_exported_and_imported_index(
             grabs.append((video, shot))
     thumbs = np.stack([preprocess.thumbnail(grab_frame(v, (s["t_start"] + s["t_end"]) / 2))
                        for v, s in grabs])
-    codes = hashing.hash_batch(thumbs, ["pdq"])
+    codes = hashes.hash_batch(thumbs, ["pdq"])
     usable = codes["quality"] >= PDQ_MIN_QUALITY
     grabs = [g for g, ok in zip(grabs, usable, strict=True) if ok]
     queries = codes["pdq"][usable]
@@ -295,9 +299,9 @@ def test_match_job_searches_an_imported_list_by_pdq(
         index_dir: Path, archive: list[Path], tmp_path: Path) -> None:
     """A partner's index built only from our vPDQ export (no footage, no search key): the
     batch match job finds a screengrab's source through the PDQ path, named by the list."""
-    export_cmd.run(["--index", str(index_dir), "--out", str(tmp_path / "vpdq")])
+    export_hashes.run(["--index", str(index_dir), "--out", str(tmp_path / "vpdq")])
     imported = tmp_path / "imported"
-    import_cmd.run(["--hashes", str(tmp_path / "vpdq"), "--index", str(imported)])
+    import_hashes.run(["--hashes", str(tmp_path / "vpdq"), "--index", str(imported)])
     video = archive[0]
     shot = next(s for s in load_truth(video)["shots"] if s["kind"] == "still")
     ts = (shot["t_start"] + shot["t_end"]) / 2

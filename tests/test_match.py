@@ -21,10 +21,11 @@ from PIL import Image
 from evaluation.edits import EDITS, grab_frame, make_queries
 from evaluation.footage import distractor_photos, load_truth
 from evaluation.scoring import is_hit, score
-from pipelines import index, match, purge_cmd
+from pipelines import index, match
+from pipelines.commands import purge
 from schemas.records import MATCHES_SCHEMA, QUERIES_SCHEMA
 from tests.conftest import EMBEDDED, build_once
-from transforms.verdicts import record_verdict
+from transforms.results.verdicts import record_verdict
 
 RUN = ["--run_id", "t1", "--run_date", "2026-11-26", *EMBEDDED]
 # Edits the hash path alone must trace; the others (rotation, heavy crops, letterboxing in a
@@ -275,10 +276,10 @@ def test_purge_removes_an_image_everywhere(index_dir: Path, match_run: dict, tmp
     match.run(["--index", str(index_dir), "--images", str(images), "--out", str(out), *RUN])
     alpha = next(q for q in table(out, "queries") if q["query_uri"].endswith("/alpha.png"))
     record_verdict(str(out), alpha["query_uri"], "whatever.mp4", "rejected", "tester")
-    removed = purge_cmd.purge(str(out), alpha["query_sha256"])
+    removed = purge.purge(str(out), alpha["query_sha256"])
     assert removed["queries"] == 2 and removed["matches"] >= 2 and removed["verdicts"] == 1
     left = {Path(q["query_uri"]).name for q in table(out, "queries")}
     assert left == {"cmyk.jpg", "text.png"}
     assert not [m for m in table(out, "matches") if "alpha" in m["query_uri"]]
-    purge_cmd.purge(str(out), str(images / "text.png"))  # by URI, a failed one too
+    purge.purge(str(out), str(images / "text.png"))  # by URI, a failed one too
     assert not table(out, "dead_letter")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transforms.mih import (
+from transforms.search.mih import (
     HammingIndex,
-    _popcount_lut,
     band_radii,
     brute_force,
     flip_bits,
+    nearest_rows,
 )
 
 SEEDS = [0, 1, 2]
@@ -170,9 +170,17 @@ def test_flip_bits_flips_exactly_n_distinct_bits() -> None:
     np.testing.assert_array_equal(np.unpackbits(codes ^ flipped, axis=1).sum(axis=1), n_flips)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint32, np.uint64])
-def test_lookup_table_popcount_matches_numpy(dtype) -> None:
-    """The numpy < 2 fallback counts what np.bitwise_count counts."""
-    values = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, (300, 4), dtype=dtype,
-                                               endpoint=True)
-    np.testing.assert_array_equal(_popcount_lut(values), np.bitwise_count(values))
+def test_nearest_rows_is_the_naive_nearest_neighbour_scan() -> None:
+    """The k rows nearest to any query, ties to the lower row and the first query."""
+    rng = np.random.default_rng(4)
+    codes = random_codes(rng, 3000, 32)
+    codes[1000:1010] = flip_bits(codes[1000:1001].repeat(10, axis=0), 3, rng)  # ties at 3
+    queries = np.vstack([codes[1000], flip_bits(codes[2000:2001], 5, rng)[0]])
+    dist = np.unpackbits(codes[None] ^ queries[:, None], axis=2).sum(axis=2)  # (Q, N)
+    best, which = dist.min(axis=0), dist.argmin(axis=0)
+    order = np.argsort(best, kind="stable")[:12]
+    query, row, got = nearest_rows(codes, queries, 12, 256, rows_per_block=512)
+    assert row.tolist() == order.tolist()
+    assert got.tolist() == best[order].tolist() and query.tolist() == which[order].tolist()
+    _, far, _ = nearest_rows(codes, queries, 12, 4)  # only rows within 4 bits
+    assert far.tolist() == [r for r in order.tolist() if best[r] <= 4]

@@ -184,4 +184,4 @@ def test_index_and_match_on_portable_runner_equal_embedded(
     (dist,) = portable["worker_site"].glob("framematch-*.dist-info")
     origin = json.loads((dist / "direct_url.json").read_text())["url"]
     assert origin.endswith("/workflow.tar.gz"), origin
-    assert (portable["worker_site"] / "transforms" / "video_index.py").is_file()
+    assert (portable["worker_site"] / "transforms" / "index" / "segments.py").is_file()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from transforms import preprocess
+from transforms.hashing.regions import REGIONS
+from transforms.media import preprocess
 
 
 def test_grey_is_pillows_luma():
@@ -19,7 +20,7 @@ def test_is_flat_is_the_plain_standard_deviation_test():
     thumbs = rng.integers(0, 256, (40, 128, 128)).astype(np.uint8)
     for i, spread in enumerate(np.linspace(0, 30, 40)):  # around the threshold, both sides
         thumbs[i] = np.clip(100 + rng.normal(0, spread, (128, 128)), 0, 255).astype(np.uint8)
-    box = preprocess.REGIONS[3][1]
+    box = REGIONS[3][1]
     for region in (preprocess.FULL, box):
         left, top, right, bottom = (round(x * 128) for x in region)
         pixels = thumbs[:, top:bottom, left:right].reshape(40, -1)

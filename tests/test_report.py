@@ -24,17 +24,18 @@ from PIL import Image
 
 from evaluation.edits import grab_frame, make_queries
 from evaluation.footage import distractor_photos, load_truth
-from pipelines import cli, match, report_cmd
+from pipelines import cli, match
+from pipelines.commands import report
 from pipelines.options import beam_options
 from tests.conftest import EMBEDDED, build_once
-from transforms.hashing import hamming, hash_batch
-from transforms.index_store import load_manifest
-from transforms.preprocess import thumbnail
-from transforms.report_html import hms, render
-from transforms.results import ANALYST_QUERIES, TABLES, connect
-from transforms.runs import run_record, write_run
-from transforms.stills import extract_frame
-from transforms.verdicts import record_verdict
+from transforms.hashing.hashes import hamming, hash_batch
+from transforms.index.store import load_manifest
+from transforms.media.preprocess import thumbnail
+from transforms.media.stills import extract_frame
+from transforms.results.report_html import hms, render
+from transforms.results.runs import run_record, write_run
+from transforms.results.verdicts import record_verdict
+from transforms.results.views import ANALYST_QUERIES, VIEWS, connect
 
 RUN_DATE = datetime.date.today().isoformat()  # the analyst queries look at recent days
 
@@ -75,7 +76,7 @@ def results(index_dir: Path, archive: list[Path], shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def page(results: Path):
-    return report_cmd.make_report(str(results))
+    return report.make_report(str(results))
 
 
 class Rows(HTMLParser):
@@ -123,7 +124,7 @@ def test_sql_views_count_what_pyarrow_counts(results: Path, capsys):
     assert run["index_batches"] and run["started"] <= run["ended"]
     assert cli.main(["sql", str(results)]) == 0
     printed = capsys.readouterr().out
-    assert all(f"view {name} (" in printed for name in TABLES)
+    assert all(f"view {name} (" in printed for name in VIEWS)
     assert all(title in printed for title in ANALYST_QUERIES)
     failed = con.sql(list(ANALYST_QUERIES.values())[2]).fetchall()
     assert sorted(Path(r[1]).name for r in failed) == ["broken.jpg"]
@@ -131,7 +132,7 @@ def test_sql_views_count_what_pyarrow_counts(results: Path, capsys):
 
 def test_missing_tables_are_empty_views(tmp_path: Path):
     con = connect(str(tmp_path))
-    for name in (*TABLES, "latest_verdicts"):
+    for name in (*VIEWS, "latest_verdicts"):
         assert con.sql(f"select count(*) from {name}").fetchall() == [(0,)]
     for query in ANALYST_QUERIES.values():  # the README's queries run on a fresh directory
         assert con.sql(query).fetchall() == []
@@ -153,7 +154,7 @@ def test_report_frames_are_the_frames_at_the_reported_time(page):
         elsewhere = grab_frame(Path(other.best["ref_uri"]), other.best["ref_ts_s"])
         far.append(int(hamming(shown, pdq(elsewhere))))
         for role in ("first", "last"):
-            assert decode_data_uri(entry.frames[role]).size[0] <= report_cmd.FRAME_WIDTH
+            assert decode_data_uri(entry.frames[role]).size[0] <= report.FRAME_WIDTH
     print(f"PDQ bits vs plain-ffmpeg frame at the reported time: full-size extract {exact}, "
           f"report thumbnail {near}; report thumbnail vs another match's frame {far}")
     assert max(exact) <= 2
@@ -181,12 +182,12 @@ def test_html_lists_every_query_once(page, results: Path):
 
 
 def test_sensitive_modes_leave_pictures_out(results: Path):
-    blind = report_cmd.make_report(str(results), query_images=False)
+    blind = report.make_report(str(results), query_images=False)
     parsed = parse(render(blind))
     n_matched = sum(e.best is not None for e in blind.entries)
     assert len(parsed.images) == 3 * n_matched  # archive frames only
     assert all(e.posted is None and e.pdq for e in blind.entries if e.query["status"] != "failed")
-    bare = render(report_cmd.make_report(str(results), thumbnails=False, blur=True))
+    bare = render(report.make_report(str(results), thumbnails=False, blur=True))
     assert not parse(bare).images and "data:image" not in bare
     assert '<body class="blur">' in bare
 
@@ -209,7 +210,7 @@ def test_verdicts_hide_rejected_pairs(results: Path, tmp_path: Path, capsys):
     assert rejected["query_uri"] not in {r[1] for r in new}
     assert confirmed["query_uri"] in {r[1] for r in new}
 
-    entries = {e.query["query_uri"]: e for e in report_cmd.make_report(str(out)).entries}
+    entries = {e.query["query_uri"]: e for e in report.make_report(str(out)).entries}
     hidden = entries[rejected["query_uri"]]
     assert [m["ref_uri"] for m in hidden.rejected] == [rejected["ref_uri"]]
     assert hidden.best is None or hidden.best["ref_uri"] != rejected["ref_uri"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from transforms.hashing import hamming
-from transforms.sampling import prune
+from transforms.hashing.hashes import hamming
+from transforms.hashing.pruning import prune
 
 
 def drifting_codes(n: int, seed: int) -> np.ndarray:

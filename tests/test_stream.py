@@ -29,11 +29,10 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from evaluation.edits import grab_frame
 from evaluation.footage import distractor_photos, load_truth
 from pipelines import index, stream
-from pipelines.match import TABLE_SCHEMAS
-from schemas.records import DeadLetter
+from schemas.records import MATCH_TABLES, DeadLetter
 from tests.conftest import EMBEDDED
-from transforms import window_sink
-from transforms.notifications import FinalizedObjects, finalized_object
+from transforms.stream import window_sink
+from transforms.stream.notifications import FinalizedObjects, finalized_object
 
 STREAMING = ["--runner=BundleBasedDirectRunner", "--streaming"]
 T0 = 1_795_000_000  # an arbitrary epoch second, on a 5 s window boundary
@@ -89,7 +88,7 @@ def test_window_files_one_per_window_and_compaction(tmp_path: Path) -> None:
     with beam.Pipeline(options=PipelineOptions(STREAMING)) as p:
         _ = (p | events | beam.WindowInto(FixedWindows(5))
              | window_sink.WriteWindowedTable(str(out), "dead_letter",
-                                              TABLE_SCHEMAS["dead_letter"], "r1"))
+                                              MATCH_TABLES["dead_letter"], "r1"))
     files = sorted(out.glob("dead_letter/run_date=*/run_id=r1/*"))
     starts = [datetime.datetime.fromtimestamp(T0 + s, datetime.UTC) for s in (0, 5, 10)]
     assert [f.name for f in files] == [f"part-{t:%Y%m%dT%H%M%S}.000Z-p0.parquet" for t in starts]
@@ -97,14 +96,14 @@ def test_window_files_one_per_window_and_compaction(tmp_path: Path) -> None:
     assert [ds.dataset(f).count_rows() for f in files] == [2, 2, 1]
 
     (files[0].parent / ".part-in-progress.parquet.1234.tmp").write_bytes(b"half a file")
-    merged = window_sink.compact(str(out), "dead_letter", TABLE_SCHEMAS["dead_letter"])
+    merged = window_sink.compact(str(out), "dead_letter", MATCH_TABLES["dead_letter"])
     assert list(merged.values()) == [3]
     assert [f.name for f in files[0].parent.glob("*.parquet")] == [Path(next(iter(merged))).name]
     assert sorted(read(out, "dead_letter").column("uri").to_pylist()) == [r.uri for r in letters]
     glob = f"{out}/dead_letter/**/*.parquet"
     assert duckdb.sql(f"select count(*) from read_parquet('{glob}', hive_partitioning=true) "
                       "where run_id = 'r1'").fetchall() == [(5,)]
-    assert window_sink.compact(str(out), "dead_letter", TABLE_SCHEMAS["dead_letter"]) == {}
+    assert window_sink.compact(str(out), "dead_letter", MATCH_TABLES["dead_letter"]) == {}
 
 
 def save_grab(video: Path, ts: float, path: Path) -> None:

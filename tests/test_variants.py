@@ -18,15 +18,14 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from tests.synthetic import text_lines
-from transforms.preprocess import THUMB_SIZE, thumbnail
-from transforms.variants import (
+from transforms.hashing.variants import (
     BLIND_BANDS,
-    FULL,
     SAME_BOX,
     Variant,
     query_variants,
     variant_thumbnails,
 )
+from transforms.media.preprocess import FULL, THUMB_SIZE, thumbnail
 
 SKIMAGE_DATA = Path(importlib.util.find_spec("skimage").submodule_search_locations[0]) / "data"
 PHOTOS = (

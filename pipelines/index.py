@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.metrics import print_metrics
 from pipelines.options import CommonOptions, beam_options, configure_logging, is_dry_run, new_run_id
 from schemas.manifest import Manifest, partition_dir
-from schemas.records import DEAD_LETTER, FRAMES, INDEX_TABLES, REFERENCES, VIDEOS
+from schemas.records import DEAD_LETTER, INDEX_TABLES, SEGMENTS, VIDEOS
 from schemas.runs import RunRecord
 from transforms.hashing.pruning import DEFAULT_PRUNE_D
 from transforms.index import batches
@@ -55,6 +55,9 @@ class IndexOptions(PipelineOptions):
         parser.add_argument("--decode_memory_mb", type=int, default=MAX_MEMORY_MB,
                             help="Address-space limit (MB) of each ffprobe/FFmpeg process; a "
                                  "file that needs more is dead-lettered (0: no limit).")
+        parser.add_argument("--shard_rows", type=int, default=batches.DEFAULT_SHARD_ROWS,
+                            help="At most this many key rows per shard, the unit a match "
+                                 "worker loads and searches (recorded in the manifest).")
         parser.add_argument("--no_references", action="store_true",
                             help="Do not store the kept frames' pictures (grey JPEG, 320 px) "
                                  "that match --verify re-checks; saves ~12 kB per kept frame.")
@@ -77,11 +80,17 @@ class KnownVideos(beam.PTransform):
 
 
 class IndexArchive(beam.PTransform):
-    """Listing + live index → this batch's videos, frames and dead letters, as a dict."""
+    """Listing + live index → this batch's videos, segments and dead letters, as a dict.
 
-    def __init__(self, patterns: list[str], known_globs: list[str], opts: IndexOptions,
-                 hashers: list[str], batch_id: str, sidecar: dict[str, dict[str, str]]):
+    The key rows and pictures themselves are written by the decode step, as it makes them,
+    into ``frames`` and ``references`` of the batch (``transforms.index.segments``).
+    """
+
+    def __init__(self, index_dir: str, patterns: list[str], known_globs: list[str],
+                 opts: IndexOptions, hashers: list[str], batch_id: str,
+                 sidecar: dict[str, dict[str, str]]):
         super().__init__()
+        self.index_dir = index_dir
         self.hashers = hashers
         self.patterns = patterns
         self.known_globs = known_globs
@@ -106,27 +115,34 @@ class IndexArchive(beam.PTransform):
                                                o.probe_timeout, o.decode_memory_mb))
             .with_outputs(DEAD_LETTER, main="videos")
         )
+        # Local videos' segments spread over the workers; a remote video's segments stay
+        # on the worker that downloaded it for the probe (one download per video).
+        local, remote = probed.videos | "LocalOrRemote" >> beam.Partition(
+            lambda video, _: int(storage.is_remote(video.uri)), 2)
+        decode_segment = DecodeSegment(self.index_dir, self.batch_id, self.hashers, o.prune_d,
+                                       o.decode_timeout, not o.no_references,
+                                       o.decode_memory_mb)
         segments = (
-            probed.videos
-            | "PlanSegments" >> beam.FlatMap(plan_segments, o.segment_seconds)
-            | "SpreadSegments" >> beam.Reshuffle()
-            | "DecodeAndHash" >> beam.ParDo(DecodeSegment(self.hashers, o.prune_d,
-                                                          o.decode_timeout,
-                                                          not o.no_references,
-                                                          o.decode_memory_mb))
+            (local
+             | "PlanLocalSegments" >> beam.FlatMap(plan_segments, o.segment_seconds)
+             | "SpreadSegments" >> beam.Reshuffle()
+             | "DecodeAndHash" >> beam.ParDo(decode_segment),
+             remote
+             | "PlanRemoteSegments" >> beam.FlatMap(plan_segments, o.segment_seconds)
+             | "DecodeAndHashDownloaded" >> beam.ParDo(decode_segment))
+            | "AllSegments" >> beam.Flatten()
         )
         finalised = (
             {"video": probed.videos | "KeyById" >> beam.Map(lambda v: (v.video_id, v)),
              "segments": segments}
             | "GroupSegments" >> beam.CoGroupByKey()
             | "Finalise" >> beam.ParDo(FinaliseVideo(self.batch_id))
-            .with_outputs(DEAD_LETTER, FRAMES, REFERENCES, main="videos")
+            .with_outputs(DEAD_LETTER, SEGMENTS, main="videos")
         )
         return {
             VIDEOS: (finalised.videos, changes[DetectChanges.TOMBSTONES])
             | "VideosAndTombstones" >> beam.Flatten(),
-            FRAMES: finalised[FRAMES],
-            REFERENCES: finalised[REFERENCES],
+            SEGMENTS: finalised[SEGMENTS],
             DEAD_LETTER: (changes[DEAD_LETTER], probed[DEAD_LETTER], finalised[DEAD_LETTER])
             | "AllDeadLetters" >> beam.Flatten(),
         }
@@ -151,7 +167,7 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
         raise SystemExit(f"framematch index: unknown hashers {unknown}; "
                          f"known: {', '.join(STORED_HASHERS)}")
 
-    settings = batches.index_settings(KEY_HASHER, hashers, opts.prune_d)
+    settings = batches.index_settings(KEY_HASHER, hashers, opts.prune_d, opts.shard_rows)
     try:
         manifest = batches.open_manifest(common.index, settings)
     except ValueError as error:  # another preprocessing version, or other settings
@@ -164,7 +180,8 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         tables = p | "IndexArchive" >> IndexArchive(
-            storage.expand_source(opts.archive), known_globs, opts, hashers, batch_id, sidecar)
+            common.index, storage.expand_source(opts.archive), known_globs, opts, hashers,
+            batch_id, sidecar)
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> parquet.WriteTable(
                 partition_dir(common.index, name, batch_id), INDEX_TABLES[name])

@@ -15,7 +15,6 @@ import sys
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.utils.shared import Shared
 
 from pipelines.metrics import print_metrics
 from pipelines.options import CommonOptions, beam_options, configure_logging, is_dry_run, new_run_id
@@ -27,9 +26,9 @@ from transforms.io.listing import ListFiles
 from transforms.match import rematch
 from transforms.match.answer import AnswerQueries
 from transforms.match.intake import FingerprintQuery, HashQuery
-from transforms.match.search_stage import SearchIndex
+from transforms.match.search_stage import SearchShardedIndex
 from transforms.results import runs, verdicts
-from transforms.verify.stage import SURE_DISTANCE, VerifyCandidates
+from transforms.verify.stage import SURE_DISTANCE, VerifyWithStoredPictures
 
 DEFAULT_THRESHOLD = 40  # bits of the 256-bit key; the search radius adds the index's prune_d
 
@@ -58,6 +57,9 @@ class MatchOptions(PipelineOptions):
         parser.add_argument("--no_rematch", action="store_true",
                             help="Do not re-match earlier runs' unmatched images (in --out) "
                                  "against the index batches added since they ran.")
+        parser.add_argument("--max_index_memory_mb", type=int, default=2048,
+                            help="Memory a worker process may hold in loaded index shards; "
+                                 "the least recently used are dropped past it.")
         parser.add_argument("--run_id", default=None, help="Rerun (and replace) this run.")
         parser.add_argument("--run_date", default=None, help="Partition date, YYYY-MM-DD.")
 
@@ -96,15 +98,18 @@ class MatchImages(beam.PTransform):
                 keep_picture=o.verify, pdq=self.pdq_lists,
             )).with_outputs(DEAD_LETTER, QUERIES, main="hashed")
         )
-        candidates = hashed.hashed | "SearchIndex" >> beam.ParDo(SearchIndex(
-            self.index_dir, self.manifest, Shared(), o.threshold, o.top_k, self.refresh_s,
+        rejected: dict[str, frozenset[str]] = {}
+        for sha256, uri in self.rejected:
+            rejected[sha256] = rejected.get(sha256, frozenset()) | {uri}
+        candidates = hashed.hashed | "Search" >> SearchShardedIndex(
+            self.index_dir, self.manifest, o.threshold + self.manifest.prune_d, o.top_k,
+            o.max_index_memory_mb << 20, self.refresh_s,
             rescue_k=o.verify_k if o.verify else 0, rescue_radius=o.rescue_radius,
-            rescue_above=SURE_DISTANCE))
+            rescue_above=SURE_DISTANCE, rejected=rejected)
         if o.verify:
-            candidates = candidates | "Verify" >> beam.ParDo(VerifyCandidates(
-                self.index_dir, self.manifest, Shared(), o.verify_k))
+            candidates = candidates | "Verify" >> VerifyWithStoredPictures(o.verify_k)
         answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
-            o.threshold + self.manifest.prune_d, self.run_id, self.sidecar, self.rejected,
+            o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
         )).with_outputs(QUERIES, main="matches")
         return {
             MATCHES: answered.matches,
@@ -155,7 +160,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
             | "Paths" >> beam.Map(lambda m: m.path)
             | "OncePerUri" >> beam.Distinct()
             | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
-                                           pdq_lists=has_imported_lists(common.index, manifest),
+                                           pdq_lists=has_imported_lists(manifest),
                                            rejected=rejected)
         )
         if rematch_uris:  # old no-match images, against the partitions added since
@@ -163,8 +168,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
                 p
                 | "OldUnmatched" >> beam.Create(rematch_uris)
                 | "Rematch" >> MatchImages(common.index, new_partitions, opts, run_id, sidecar,
-                                           pdq_lists=has_imported_lists(common.index,
-                                                                        new_partitions),
+                                           pdq_lists=has_imported_lists(new_partitions),
                                            rejected=rejected)
             )
             tables = {name: (tables[name], again[name]) | f"All_{name}" >> beam.Flatten()

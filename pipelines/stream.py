@@ -13,7 +13,8 @@ job's layout, ``OUT/<table>/run_date=<window's date>/run_id=<stream run>/``.
 It runs on Beam's Prism runner (a local binary, ``make setup`` builds it into
 ``.cache/bin/prism``), which streams: windows are written while the job runs. With no
 ``--runner`` it uses Prism; ``--runner`` DataflowRunner or FlinkRunner run it unchanged.
-The index is re-read when its manifest changes (``SearchIndex`` with ``refresh_s``).
+The manifest is re-read every ``--refresh_s``: new shards are searched (and loaded in the
+background) as soon as a nightly run commits them (``transforms.match.search_stage``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ class VideoRecord(NamedTuple):
     uri: str
     sha256: str
     size: int
-    generation: str  # mtime (local) or object generation (gs://): the change-detection key
+    generation: str  # mtime (local) or update time (gs://): the change-detection key
     start_time: float
     duration: float
     width: int
@@ -35,6 +35,9 @@ class VideoRecord(NamedTuple):
     source_url: str | None = None
     published: str | None = None
     rights: str | None = None
+    # CRC32C (base64, as Cloud Storage reports it) of the bytes indexed, for objects: a
+    # rewrite that keeps the content (storage class, metadata) is not a change.
+    checksum: str | None = None
 
 
 VIDEOS_SCHEMA = pa.schema(
@@ -58,6 +61,7 @@ VIDEOS_SCHEMA = pa.schema(
         ("source_url", pa.string()),
         ("published", pa.string()),
         ("rights", pa.string()),
+        ("checksum", pa.string()),
     ]
 )
 
@@ -103,7 +107,9 @@ class ReferenceRecord(NamedTuple):
     """A kept whole-frame row's picture (grey JPEG, long side 320) for local-feature checks.
 
     Kept apart from ``frames`` so that the join loads only hashes; the verification stage
-    reads these for the few candidates it re-checks.
+    reads these for the few candidates it re-checks. Each segment's pictures are one file
+    (named like its frames file), sorted by time in small row groups, so the pictures of a
+    few frames are read without reading the rest.
     """
 
     video_id: int
@@ -116,6 +122,59 @@ REFERENCES_SCHEMA = pa.schema(
         ("video_id", pa.int64()),
         ("ts_start", pa.float64()),
         ("jpeg", pa.binary()),
+    ]
+)
+
+
+class SegmentRecord(NamedTuple):
+    """One decoded time segment of a video: what it yielded and where its rows are.
+
+    The decode stage writes a segment's ``frames`` and ``references`` rows as it produces
+    them (one file each, named by the video and segment); these small records are all that
+    is grouped per video, and what the batch's shards are packed from.
+    """
+
+    video_id: int
+    index: int  # the segment's ordinal in the video's plan
+    start: float  # planned [start, end) in absolute pts (-inf / +inf at the ends)
+    end: float
+    n_decoded: int
+    n_rows: int  # key rows written to ``frames_file``
+    frames_file: str | None  # file name inside the batch's partition; None without rows
+    references_file: str | None
+    error: str | None = None
+    error_stage: str | None = None
+
+
+SEGMENTS_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.int64()),
+        ("index", pa.int32()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("n_decoded", pa.int64()),
+        ("n_rows", pa.int64()),
+        ("frames_file", pa.string()),
+        ("references_file", pa.string()),
+        ("error", pa.string()),
+        ("error_stage", pa.string()),
+    ]
+)
+
+
+class ShardRecord(NamedTuple):
+    """A shard: frames files of one batch searched as one unit, at most ``shard_rows`` rows."""
+
+    shard: int
+    n_rows: int
+    files: list[str]  # frames file names inside the batch's partition
+
+
+SHARDS_SCHEMA = pa.schema(
+    [
+        ("shard", pa.int32()),
+        ("n_rows", pa.int64()),
+        ("files", pa.list_(pa.string())),
     ]
 )
 
@@ -248,19 +307,20 @@ MATCHES_SCHEMA = pa.schema(
 
 # Table names; each is also the tagged output of the steps that feed that table.
 VIDEOS, FRAMES, REFERENCES, DEAD_LETTER = "videos", "frames", "references", "dead_letter"
+SEGMENTS, SHARDS = "segments", "shards"
 MATCHES, QUERIES = "matches", "queries"
 
 # The tables of an index (``INDEX/<table>/batch=<id>/``) and of a match run
 # (``OUT/<table>/run_date=<d>/run_id=<id>/``), each with its schema and record type.
 INDEX_TABLES: dict[str, pa.Schema] = {
     VIDEOS: VIDEOS_SCHEMA, FRAMES: FRAMES_SCHEMA, REFERENCES: REFERENCES_SCHEMA,
-    DEAD_LETTER: DEAD_LETTER_SCHEMA}
+    DEAD_LETTER: DEAD_LETTER_SCHEMA, SEGMENTS: SEGMENTS_SCHEMA, SHARDS: SHARDS_SCHEMA}
 INDEX_RECORDS: dict[str, type] = {
     VIDEOS: VideoRecord, FRAMES: FrameRecord, REFERENCES: ReferenceRecord,
-    DEAD_LETTER: DeadLetter}
+    DEAD_LETTER: DeadLetter, SEGMENTS: SegmentRecord, SHARDS: ShardRecord}
 MATCH_TABLES: dict[str, pa.Schema] = {
     MATCHES: MATCHES_SCHEMA, QUERIES: QUERIES_SCHEMA, DEAD_LETTER: DEAD_LETTER_SCHEMA}
 
 # FrameRecord keeps the default coder: its uint64 hashes do not fit RowCoder's int64.
-for _record in (VideoRecord, DeadLetter, QueryRecord, MatchRecord):
+for _record in (VideoRecord, DeadLetter, QueryRecord, MatchRecord, SegmentRecord):
     beam.coders.registry.register_coder(_record, beam.coders.RowCoder)

@@ -9,7 +9,7 @@ inputs, each video's lines follow a ``# <uri>`` line). ``json`` (one object per 
 in hex) and ``parquet`` (the frames schema plus ``uri``) give every stored hash of each
 row. The hashes come from the index's own code path: images through ``load_image`` ->
 ``thumbnail`` -> ``hash_batch``; videos decoded, hashed and pruned by the index job's
-``frame_rows`` in its segments, so a video's rows equal its whole-frame index rows.
+``frame_table`` in its segments, so a video's rows equal its whole-frame index rows.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -32,8 +33,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.index import STORED_HASHERS, IndexOptions
 from schemas.records import FRAMES_SCHEMA, FrameRecord
 from transforms.hashing import hashes
+from transforms.hashing.regions import WHOLE_FRAME
 from transforms.index.changes import VIDEO_EXTENSIONS, video_id_for
-from transforms.index.segments import frame_rows
+from transforms.index.segments import frame_table
 from transforms.io import storage
 from transforms.media import decode, preprocess
 from transforms.media.images import ImageError, load_image, read_bytes
@@ -85,10 +87,10 @@ def hash_video(uri: str, prune_d: int, segment_s: float, timeout_s: float) -> Ha
                 pts_parts.append(pts)
                 thumb_parts.append(preprocess.grey(rgb))
             if pts_parts:
-                segment_rows, keep = frame_rows(video_id, np.concatenate(pts_parts),
-                                                np.concatenate(thumb_parts), STORED_HASHERS,
-                                                prune_d)
-                rows += [r for r in segment_rows if r.region == 0]
+                table, keep = frame_table(video_id, np.concatenate(pts_parts),
+                                          np.concatenate(thumb_parts), STORED_HASHERS, prune_d)
+                whole = table.filter(pc.equal(table.column("region"), WHOLE_FRAME))
+                rows += [FrameRecord(**row) for row in whole.to_pylist()]
                 numbers += (decoded + keep).tolist()
                 decoded += sum(len(p) for p in pts_parts)
     if not rows:

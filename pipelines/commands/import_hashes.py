@@ -24,23 +24,26 @@ import os
 import posixpath
 import sys
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.index import KEY_HASHER, IndexOptions
 from pipelines.options import new_run_id
-from schemas.manifest import Partition
+from schemas.manifest import Manifest, Partition
 from schemas.records import (
     DEAD_LETTER,
     FRAMES,
     INDEX_TABLES,
+    REFERENCES,
     VIDEOS,
     DeadLetter,
     FrameRecord,
     VideoRecord,
 )
 from transforms.index import batches
-from transforms.index.store import IndexVersionError
+from transforms.index.store import IndexVersionError, latest_videos
 from transforms.io import storage
 from transforms.results import hash_formats
 from transforms.results.hash_formats import HashLine, LineError
@@ -121,6 +124,20 @@ def import_lists(files: list[str], fmt: str, label: str | None, meta_uri: str | 
     return videos, frames, dead
 
 
+def superseded(index_dir: str, manifest: Manifest, items: list[VideoRecord],
+               batch_id: str) -> list[VideoRecord]:
+    """Tombstones of the live items that re-imported URIs replace, as an index run makes for
+    a replaced file: their rows in earlier batches stop being live."""
+    if not manifest.partitions:
+        return []
+    latest = latest_videos(index_dir, manifest)
+    uris = pa.array(sorted({item.uri for item in items}), pa.string())
+    live = latest.filter(pc.and_(pc.is_in(latest.column("uri"), value_set=uris),
+                                 pc.invert(latest.column("deleted"))))
+    return [VideoRecord(**{**row, "batch_id": batch_id, "deleted": True, "warning": None})
+            for row in live.to_pylist()]
+
+
 def run(argv: list[str] | None = None) -> Partition:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     files = _files(args.hashes)
@@ -140,8 +157,13 @@ def run(argv: list[str] | None = None) -> Partition:
     batch_id = new_run_id()
     started = datetime.datetime.now(datetime.UTC)
     videos, frames, dead = import_lists(files, args.format, args.label, meta_uri, batch_id)
-    for table, records in ((VIDEOS, videos), (FRAMES, frames), (DEAD_LETTER, dead)):
+    videos = superseded(args.index, manifest, videos, batch_id) + videos
+    for table, records in ((VIDEOS, videos), (DEAD_LETTER, dead)):
         batches.write_table(args.index, table, batch_id, records, INDEX_TABLES[table])
+    batches.write_frames(args.index, batch_id,
+                         pa.Table.from_pylist([r._asdict() for r in frames],
+                                              schema=INDEX_TABLES[FRAMES]),
+                         INDEX_TABLES[REFERENCES].empty_table(), manifest.shard_rows)
     partition = batches.commit_batch(args.index, manifest, batch_id, started)
     print(f"import {args.index}: batch {batch_id}: {len(files)} file(s), {partition.videos} "
           f"items, {partition.rows} hash rows, {partition.dead_letters} dead letters")

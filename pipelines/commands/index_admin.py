@@ -80,9 +80,7 @@ def tombstone(index_dir: str, uri: str, reason: str | None = None) -> str:
     note = f"{TAKEDOWN}: {reason}" if reason else TAKEDOWN
     record = VideoRecord(**{**{f: rows[0][f] for f in VideoRecord._fields},
                             "batch_id": batch_id, "deleted": True, "warning": note})
-    for table, schema in INDEX_TABLES.items():
-        batches.write_table(index_dir, table, batch_id, [record] if table == VIDEOS else [],
-                            schema)
+    batches.write_table(index_dir, VIDEOS, batch_id, [record], INDEX_TABLES[VIDEOS])
     batches.commit_batch(index_dir, manifest, batch_id, started)
     return batch_id
 
@@ -97,9 +95,11 @@ def compact_index(index_dir: str) -> str:
     kept = pc.or_(pc.invert(latest.column("deleted")),
                   pc.starts_with(pc.fill_null(latest.column("warning"), ""), TAKEDOWN))
     videos = latest.filter(kept)
+    batches.write_frames(index_dir, batch_id,
+                         live_rows(index_dir, manifest, videos, FRAMES, FRAMES_SCHEMA),
+                         live_rows(index_dir, manifest, videos, REFERENCES, REFERENCES_SCHEMA),
+                         manifest.shard_rows)
     tables = {
-        FRAMES: live_rows(index_dir, manifest, videos, FRAMES, FRAMES_SCHEMA),
-        REFERENCES: live_rows(index_dir, manifest, videos, REFERENCES, REFERENCES_SCHEMA),
         DEAD_LETTER: pa.concat_tables([
             parquet.read_table(partition_dir(index_dir, DEAD_LETTER, b), DEAD_LETTER_SCHEMA)
             for b in old] or [DEAD_LETTER_SCHEMA.empty_table()]),

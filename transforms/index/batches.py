@@ -3,9 +3,10 @@
 ``framematch index`` writes its partitions from Beam; ``import``, ``takedown`` and
 ``compact-index`` write theirs in one process. All of them open the manifest here (created
 with the index's settings, or checked against them), and make their batch live here, last:
-its tables counted and its ``Partition`` appended to the manifest, which is written
-atomically. A crash before the commit leaves the batch's files unreferenced and the index
-as it was.
+its key rows packed into shards of at most ``shard_rows`` rows (``pack_shards``, written to
+the batch's ``shards`` table), its tables counted and its ``Partition`` appended to the
+manifest, which is written atomically. A crash before the commit leaves the batch's files
+unreferenced and the index as it was.
 """
 
 from __future__ import annotations
@@ -15,9 +16,21 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.manifest import Manifest, Partition, partition_dir
-from schemas.records import DEAD_LETTER, FRAMES, VIDEOS, VIDEOS_SCHEMA
+from schemas.records import (
+    DEAD_LETTER,
+    FRAMES,
+    REFERENCES,
+    SEGMENTS,
+    SEGMENTS_SCHEMA,
+    SHARDS,
+    SHARDS_SCHEMA,
+    VIDEOS,
+    VIDEOS_SCHEMA,
+    ShardRecord,
+)
 from transforms.hashing.regions import REGION_NAMES
 from transforms.index.store import load_manifest, manifest_uri, require_compatible
 from transforms.io import parquet, storage
@@ -28,10 +41,40 @@ class SettingsMismatch(ValueError):
     """The index was built with other settings; adding to it would mix incomparable rows."""
 
 
-def index_settings(key_hasher: str, hashers: Sequence[str], prune_d: int) -> dict[str, Any]:
+DEFAULT_SHARD_ROWS = 4_000_000  # ~0.5 GB of search structure (~130 B per key row)
+REFERENCE_ROW_GROUP = 16  # pictures per Parquet row group: a few candidates read ~200 kB
+
+
+def index_settings(key_hasher: str, hashers: Sequence[str], prune_d: int,
+                   shard_rows: int = DEFAULT_SHARD_ROWS) -> dict[str, Any]:
     """The manifest fields that every batch of one index must share."""
     return dict(preprocess_version=PREPROCESS_VERSION, key_hasher=key_hasher,
-                hashers=list(hashers), prune_d=prune_d, regions=list(REGION_NAMES))
+                hashers=list(hashers), prune_d=prune_d, regions=list(REGION_NAMES),
+                shard_rows=shard_rows)
+
+
+def segment_file(video_id: int, index: int) -> str:
+    """The file name of one decoded segment's rows (``frames``) and pictures
+    (``references``): fixed by the video and segment, so a retry rewrites, never adds."""
+    return f"v{video_id:016x}-s{index:05d}.parquet"
+
+
+def pack_shards(files: Sequence[tuple[str, int]], shard_rows: int) -> list[ShardRecord]:
+    """``(file name, rows)`` packed, in order, into shards of at most ``shard_rows`` rows.
+
+    Next fit in file-name order keeps a video's segments together; a file larger than
+    ``shard_rows`` (only a hand-made batch can have one) is a shard of its own.
+    """
+    shards: list[ShardRecord] = []
+    for name, rows in files:
+        if rows == 0:
+            continue
+        if shards and shards[-1].n_rows + rows <= shard_rows:
+            last = shards[-1]
+            shards[-1] = last._replace(n_rows=last.n_rows + rows, files=[*last.files, name])
+        else:
+            shards.append(ShardRecord(len(shards), rows, [name]))
+    return shards
 
 
 def open_manifest(index_dir: str, settings: dict[str, Any], *,
@@ -65,16 +108,59 @@ def write_table(index_dir: str, table: str, batch_id: str, records: Sequence[Nam
     parquet.write_records(f"{directory}/part-00000-of-00001.parquet", records, schema)
 
 
+def write_frames(index_dir: str, batch_id: str, frames: pa.Table, references: pa.Table,
+                 shard_rows: int) -> None:
+    """A batch's rows and pictures written by one process (compaction, import): frames in
+    files of at most ``shard_rows`` rows, sorted by video and time, each frames file's
+    pictures in the ``references`` file of the same name (where verification looks)."""
+    frames = frames.sort_by([("video_id", "ascending"), ("ts_start", "ascending"),
+                             ("region", "ascending")])
+    for i, start in enumerate(range(0, frames.num_rows, shard_rows)):
+        name = f"part-{i:05d}.parquet"
+        chunk = frames.slice(start, shard_rows)
+        parquet.write_arrow(f"{partition_dir(index_dir, FRAMES, batch_id)}/{name}", chunk)
+        shown = chunk.select(["video_id", "ts_start"]).group_by(["video_id", "ts_start"]
+                                                                ).aggregate([])
+        pictures = references.join(shown, ["video_id", "ts_start"], join_type="inner")
+        if pictures.num_rows:
+            parquet.write_arrow(f"{partition_dir(index_dir, REFERENCES, batch_id)}/{name}",
+                                pictures.sort_by([("video_id", "ascending"),
+                                                  ("ts_start", "ascending")])
+                                .select(references.column_names),
+                                row_group_size=REFERENCE_ROW_GROUP)
+
+
+def frame_files(index_dir: str, batch_id: str) -> list[tuple[str, int, int]]:
+    """``(file name, rows, rows without a key)`` of a batch's frames: from its ``segments``
+    table when the index job wrote one (no read per file; the index job keys every row),
+    else from the files' footers."""
+    segments = parquet.read_table(partition_dir(index_dir, SEGMENTS, batch_id), SEGMENTS_SCHEMA)
+    if segments.num_rows:
+        named = segments.filter(pc.is_valid(segments.column("frames_file")))
+        return sorted((name, rows, 0) for name, rows in zip(
+            named.column("frames_file").to_pylist(), named.column("n_rows").to_pylist(),
+            strict=True))
+    return [(path.rsplit("/", 1)[-1], *parquet.rows_and_nulls(path, "key"))
+            for path in parquet.parquet_files(partition_dir(index_dir, FRAMES, batch_id))]
+
+
 def commit_batch(index_dir: str, manifest: Manifest, batch_id: str,
                  created: datetime.datetime) -> Partition:
-    """Make a written batch live: count its tables, append its Partition, write the manifest."""
-    counts = {name: parquet.count_rows(partition_dir(index_dir, name, batch_id))
-              for name in (VIDEOS, FRAMES, DEAD_LETTER)}
-    tombstones = parquet.read_table(partition_dir(index_dir, VIDEOS, batch_id),
-                                    VIDEOS_SCHEMA).column("deleted").to_pylist().count(True)
+    """Make a written batch live: pack its shards, count its tables, append its Partition,
+    write the manifest."""
+    files = frame_files(index_dir, batch_id)
+    shards = pack_shards([(name, rows) for name, rows, _ in files], manifest.shard_rows)
+    parquet.write_records(f"{partition_dir(index_dir, SHARDS, batch_id)}/part-0.parquet",
+                          shards, SHARDS_SCHEMA)
+    videos = parquet.read_table(partition_dir(index_dir, VIDEOS, batch_id), VIDEOS_SCHEMA)
+    deleted = videos.column("deleted").to_numpy(zero_copy_only=False)
+    tombstoned = sorted(set(videos.column("video_id").to_numpy()[deleted].tolist()))
+    dead_letters = parquet.count_rows(partition_dir(index_dir, DEAD_LETTER, batch_id))
     partition = Partition(batch_id=batch_id, created=created.isoformat(),
-                          videos=counts[VIDEOS] - tombstones, rows=counts[FRAMES],
-                          tombstones=tombstones, dead_letters=counts[DEAD_LETTER])
+                          videos=int((~deleted).sum()), rows=sum(s.n_rows for s in shards),
+                          tombstones=int(deleted.sum()), dead_letters=dead_letters,
+                          shards=len(shards), tombstoned=tombstoned,
+                          pdq_only_rows=sum(keyless for _, _, keyless in files))
     manifest.partitions.append(partition)
     storage.write_text_atomic(manifest_uri(index_dir), manifest.to_json())
     return partition

@@ -13,9 +13,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from schemas.records import DEAD_LETTER, DeadLetter, VideoRecord
+from transforms.io import storage
 
 VIDEO_EXTENSIONS = frozenset([
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".mts", ".m2ts", ".mpg",
@@ -61,6 +63,20 @@ class DetectChanges(beam.DoFn):
         self.unchanged = Metrics.counter("index", "videos_unchanged")
         self.listed = Metrics.counter("index", "files_listed")
         self.deleted = Metrics.counter("index", "videos_deleted")
+        self.same_content = Metrics.counter("index", "videos_touched_same_content")
+
+    def _same_content(self, uri: str, known: dict[str, Any]) -> bool:
+        """Whether a file whose time moved still holds the bytes indexed: an object rewritten
+        with the same content (a storage class change, a metadata update) has the same
+        CRC32C (one metadata request); a local file touched, copied back or restored from a
+        backup has the same sha256 (one read, no decode)."""
+        if storage.is_remote(uri):
+            same = known.get("checksum") is not None and \
+                FileSystems.checksum(uri) == known["checksum"]
+        else:
+            same = storage.sha256_of(uri)[0] == known["sha256"]
+        self.same_content.inc(same)
+        return same
 
     def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Any]:
         uri, grouped = element
@@ -81,7 +97,8 @@ class DetectChanges(beam.DoFn):
             if taken_down:  # accounted for as unchanged: the index keeps it out
                 self.unchanged.inc()
                 return
-            if live and known["size"] == meta.size_in_bytes and known["generation"] == generation:
+            if live and known["size"] == meta.size_in_bytes and (
+                    known["generation"] == generation or self._same_content(uri, known)):
                 self.unchanged.inc()
                 return
             yield (uri, meta.size_in_bytes, generation)

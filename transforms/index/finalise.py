@@ -1,4 +1,4 @@
-"""One outcome per video: its segments' results gathered into a row or a dead letter."""
+"""One outcome per video: its segments' records gathered into a row or a dead letter."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas.records import DEAD_LETTER, FRAMES, REFERENCES, DeadLetter
-from transforms.index.segments import SegmentResult
+from schemas.records import DEAD_LETTER, SEGMENTS, DeadLetter, SegmentRecord
 
 
 class FinaliseVideo(beam.DoFn):
-    """One outcome per video: indexed (maybe with a warning) or dead-lettered, never both."""
+    """One outcome per video: indexed (maybe with a warning) or dead-lettered, never both.
+
+    A video whose segments decoded no frame at all wrote no rows; one that decoded in part
+    is indexed with a warning saying which segments failed. Its ``SegmentRecord``s go to
+    the batch's ``segments`` table, from which the batch's shards are packed.
+    """
 
     def __init__(self, run_id: str):
         self.run_id = run_id
@@ -23,7 +27,7 @@ class FinaliseVideo(beam.DoFn):
     def process(self, element: tuple[int, dict[str, list]]) -> Iterator[Any]:
         _, grouped = element
         (video,) = grouped["video"]
-        segments: list[SegmentResult] = sorted(grouped["segments"], key=lambda s: s.start)
+        segments: list[SegmentRecord] = sorted(grouped["segments"], key=lambda s: s.index)
         errors = [s for s in segments if s.error]
         n_decoded = sum(s.n_decoded for s in segments)
         if n_decoded == 0:
@@ -33,15 +37,13 @@ class FinaliseVideo(beam.DoFn):
                 video.uri, first.error_stage if first else "decode",
                 first.error if first else "no video frames decoded", self.run_id))
             return
-        rows = [r for s in segments for r in s.rows]
         warning = None
         if errors:
             start = max(errors[0].start, video.start_time)
             warning = (f"{len(errors)} of {len(segments)} segments failed; the first, from "
                        f"{start:.3f}s: {errors[0].error}")
         self.indexed.inc()
-        yield video._replace(n_frames_decoded=n_decoded, n_rows=len(rows), warning=warning)
-        for row in rows:
-            yield beam.pvalue.TaggedOutput(FRAMES, row)
-        for reference in (r for s in segments for r in s.references):
-            yield beam.pvalue.TaggedOutput(REFERENCES, reference)
+        yield video._replace(n_frames_decoded=n_decoded,
+                             n_rows=sum(s.n_rows for s in segments), warning=warning)
+        for segment in segments:
+            yield beam.pvalue.TaggedOutput(SEGMENTS, segment)

@@ -84,7 +84,6 @@ def live_rows(index_dir: str, manifest: Manifest, videos: pa.Table, table: str,
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def has_imported_lists(index_dir: str, manifest: Manifest) -> bool:
-    """Whether live videos include received hash lists (searched by PDQ, not by the key)."""
-    codecs = live_videos(index_dir, manifest).column("codec").to_pylist()
-    return any(c and c.startswith("import:") for c in codecs)
+def has_imported_lists(manifest: Manifest) -> bool:
+    """Whether live batches hold received hash lists (searched by PDQ, not by the key)."""
+    return any(p.pdq_only_rows for p in manifest.partitions)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import WriteToParquet
@@ -51,9 +52,13 @@ def write_records(uri: str, records: Sequence[NamedTuple], schema: pa.Schema) ->
     The file is written under a hidden temporary name and renamed into place, so a reader
     (or a run killed half-way) never sees a partial or empty file at ``uri``.
     """
-    table = pa.Table.from_pylist([r._asdict() for r in records], schema=schema)
+    write_arrow(uri, pa.Table.from_pylist([r._asdict() for r in records], schema=schema))
+
+
+def write_arrow(uri: str, table: pa.Table, *, row_group_size: int | None = None) -> None:
+    """An Arrow table as one Parquet file at ``uri``, appearing whole or not at all."""
     with storage.created_atomically(uri) as f:
-        pq.write_table(table, f)
+        pq.write_table(table, f, row_group_size=row_group_size)
 
 
 def parquet_files(directory: str) -> list[str]:
@@ -64,16 +69,49 @@ def parquet_files(directory: str) -> list[str]:
 
 def count_rows(directory: str) -> int:
     """Rows in a partition, from the Parquet footers only."""
-    total = 0
-    for path in parquet_files(directory):
-        with FileSystems.open(path, compression_type="uncompressed") as f:
-            total += pq.ParquetFile(f).metadata.num_rows
-    return total
+    return sum(count_rows_of(path) for path in parquet_files(directory))
+
+
+def count_rows_of(path: str) -> int:
+    """Rows in one Parquet file, from its footer."""
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def rows_and_nulls(path: str, column: str) -> tuple[int, int]:
+    """Rows in one Parquet file and nulls in one of its columns, from its footer."""
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        metadata = pq.ParquetFile(f).metadata
+    at = metadata.schema.names.index(column)
+    nulls = sum(metadata.row_group(i).column(at).statistics.null_count
+                for i in range(metadata.num_row_groups))
+    return metadata.num_rows, nulls
 
 
 def read_table(directory: str, schema: pa.Schema) -> pa.Table:
     """A whole partition as one table (an empty table with the schema if there are no files)."""
     return read_files(parquet_files(directory), schema=schema)
+
+
+def read_rows_between(path: str, column: str, low: float, high: float) -> pa.Table | None:
+    """The rows of one file with ``low <= column <= high``, reading only the row groups whose
+    statistics overlap that range (a file sorted by ``column`` in small row groups is read a
+    few groups at a time); None if the file does not exist."""
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        parquet_file = pq.ParquetFile(f)
+        metadata = parquet_file.metadata
+        at = metadata.schema.names.index(column)
+        groups = []
+        for i in range(metadata.num_row_groups):
+            stats = metadata.row_group(i).column(at).statistics
+            if stats is None or not stats.has_min_max or (stats.min <= high and
+                                                          stats.max >= low):
+                groups.append(i)
+        table = parquet_file.read_row_groups(groups)
+    values = table.column(column)
+    return table.filter(pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high)))
 
 
 def read_pattern(pattern: str, columns: Sequence[str] | None = None) -> pa.Table | None:

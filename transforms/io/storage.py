@@ -5,8 +5,11 @@ so local paths and ``gs://`` behave the same.
 
 from __future__ import annotations
 
+import atexit
+import base64
 import contextlib
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
@@ -16,11 +19,13 @@ import posixpath
 import shutil
 import stat
 import tempfile
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 
 GLOB_CHARS = set("*?[")
@@ -71,20 +76,6 @@ def sha256_of(uri: str) -> tuple[str, int]:
     return digest.hexdigest(), n
 
 
-def _copy_to_temp(uri: str, directory: str | None = None) -> tuple[str, int]:
-    """Copy an object to a new local temp file; returns its path and size (caller deletes)."""
-    fd, path = tempfile.mkstemp(suffix=os.path.splitext(uri)[1], prefix="framematch-",
-                                dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as tmp, open_input(uri) as src:
-            shutil.copyfileobj(src, tmp, READ_CHUNK)
-            size = tmp.tell()
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path, size
-
-
 @contextlib.contextmanager
 def local_path(uri: str) -> Iterator[str]:
     """A path FFmpeg can open: local files as they are, remote objects copied to a temp file.
@@ -92,53 +83,114 @@ def local_path(uri: str) -> Iterator[str]:
     FFmpeg cannot read ``gs://``; a bounded temp file (deleted on exit) rather than a pipe
     keeps the container seekable, which MP4s with the index at the end and segment seeks need.
     """
-    if "://" not in uri:
+    if not is_remote(uri):
         yield uri
         return
-    path, _ = _copy_to_temp(uri)
+    with tempfile.TemporaryDirectory(prefix="framematch-") as directory:
+        yield _copy_with_digests(uri, directory).path
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalCopy:
+    """A remote object copied to local disk, with the digests of exactly the bytes copied."""
+
+    path: str
+    size: int
+    sha256: str
+    crc32c: str  # base64 big-endian CRC32C, as Cloud Storage reports an object's checksum
+
+
+def crc32c_base64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _copy_with_digests(uri: str, directory: str) -> LocalCopy:
+    """Copy an object to a new temp file in ``directory``, hashing it on the way (one read)."""
+    fd, path = tempfile.mkstemp(suffix=os.path.splitext(uri)[1], prefix="framematch-",
+                                dir=directory)
+    sha256, crc = hashlib.sha256(), google_crc32c.Checksum()
     try:
-        yield path
-    finally:
+        with os.fdopen(fd, "wb") as tmp, open_input(uri) as src:
+            while chunk := src.read(READ_CHUNK):
+                tmp.write(chunk)
+                sha256.update(chunk)
+                crc.update(chunk)
+            size = tmp.tell()
+    except BaseException:
         os.unlink(path)
+        raise
+    return LocalCopy(path, size, sha256.hexdigest(), crc32c_base64(crc.digest()))
 
 
 class LocalCopies:
-    """Local copies of remote objects, made once and reused while they fit in ``max_bytes``.
+    """Local copies of remote objects for FFmpeg, made once per process and shared.
 
-    Why: a long video is decoded in segments, each a separate element; with ``local_path``
-    every segment would copy the whole object again (segments x size of transfer). Keyed by
-    ``(uri, version)`` so a replaced object is never served from a stale copy. Least
-    recently used copies are deleted first; the newest copy is always kept, even when it
-    alone is over the bound. Not thread-safe: one per DoFn instance (a DoFn instance runs
-    one bundle at a time), created in ``setup`` and ``close``d in ``teardown``.
+    Why: FFmpeg cannot read ``gs://``, and a pipe is not seekable (MP4s with the index at the
+    end and segment seeks need a file). A remote video is probed and then decoded in
+    segments on the same worker (``transforms.index``); with one copy per process, keyed by
+    ``(uri, version)`` so a replaced object is never served from a stale copy, it is
+    downloaded once, and its sha256 and CRC32C come from that same download. Thread-safe:
+    a second thread asking for an object being copied waits for that copy. Least recently
+    used copies are deleted once the total passes ``max_bytes``; the newest is always kept.
+    Every copy is deleted when the process exits.
     """
 
     def __init__(self, max_bytes: int = 2 << 30):
         self.max_bytes = max_bytes
-        self.bytes_copied = 0
         self._dir = tempfile.mkdtemp(prefix="framematch-copies-")
-        self._copies: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._copies: OrderedDict[tuple[str, str], LocalCopy] = OrderedDict()
+        self._pending: dict[tuple[str, str], threading.Event] = {}
+        atexit.register(self.close)
 
-    def path(self, uri: str, version: object) -> str:
-        """A local path for ``uri``: the file itself, or a (possibly cached) copy."""
-        if "://" not in uri:
-            return uri
+    def get(self, uri: str, version: object) -> tuple[LocalCopy, int]:
+        """The copy of ``uri`` at ``version`` and the bytes this call downloaded (0 if cached)."""
         key = (uri, str(version))
-        if key in self._copies:
-            self._copies.move_to_end(key)
-            return self._copies[key][0]
-        path, size = _copy_to_temp(uri, self._dir)
-        self.bytes_copied += size
-        self._copies[key] = (path, size)
-        while len(self._copies) > 1 and sum(s for _, s in self._copies.values()) > self.max_bytes:
-            old, _ = self._copies.popitem(last=False)[1]
-            os.unlink(old)
-        return path
+        while True:
+            with self._lock:
+                if key in self._copies:
+                    self._copies.move_to_end(key)
+                    return self._copies[key], 0
+                pending = self._pending.get(key)
+                if pending is None:
+                    self._pending[key] = threading.Event()
+                    break
+            pending.wait()
+        try:
+            copy = _copy_with_digests(uri, self._dir)
+            with self._lock:
+                self._copies[key] = copy
+                while len(self._copies) > 1 and sum(
+                        c.size for c in self._copies.values()) > self.max_bytes:
+                    os.unlink(self._copies.popitem(last=False)[1].path)
+            return copy, copy.size
+        finally:
+            with self._lock:
+                self._pending.pop(key).set()
 
     def close(self) -> None:
         """Delete every copy."""
-        self._copies.clear()
+        with self._lock:
+            self._copies.clear()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+_PROCESS_COPIES: LocalCopies | None = None
+_PROCESS_COPIES_LOCK = threading.Lock()
+
+
+def local_copies() -> LocalCopies:
+    """This process's ``LocalCopies`` (created on first use)."""
+    global _PROCESS_COPIES
+    with _PROCESS_COPIES_LOCK:
+        if _PROCESS_COPIES is None:
+            _PROCESS_COPIES = LocalCopies()
+        return _PROCESS_COPIES
+
+
+def is_remote(uri: str) -> bool:
+    """Whether FFmpeg needs a local copy of ``uri`` (an object store path, not a file)."""
+    return "://" in uri
 
 
 def read_text(uri: str) -> str:

@@ -41,22 +41,15 @@ def query_record(uri: str, sha256: str | None, status: str, reason: str | None,
 class AnswerQueries(beam.DoFn):
     """Candidates → one ``QueryRecord`` per URI and its ranked ``MatchRecord``s."""
 
-    def __init__(self, radius: int, run_id: str, sidecar: dict[str, dict[str, str]],
-                 rejected: frozenset[tuple[str, str]] = frozenset()):
-        self.rejected = rejected
+    def __init__(self, radius: int, run_id: str, sidecar: dict[str, dict[str, str]]):
         self.radius = radius
         self.run_id = run_id
         self.sidecar = sidecar
         self.matched = Metrics.counter("match", "queries_matched")
         self.unmatched = Metrics.counter("match", "queries_no_match")
-        self.suppressed = Metrics.counter("match", "spans_rejected_by_analysts")
 
     def process(self, candidates: Candidates) -> Iterator[Any]:
-        query = candidates.query
-        spans = [s for s in candidates.spans  # pairs an analyst rejected stay out
-                 if (query.sha256, s.video["uri"]) not in self.rejected]
-        if len(spans) < len(candidates.spans):
-            self.suppressed.inc(len(candidates.spans) - len(spans))
+        query, spans = candidates.query, candidates.spans
         if not len(query.codes):
             status, reason = "no_match", "flat or featureless image: no usable hash"
         elif spans:

@@ -1,95 +1,266 @@
-"""The search stage: hashed queries against the reference index a worker process holds."""
+"""The search stage: hashed queries against the sharded index, as a distributed join.
+
+    hashed queries ──FanOutToShards──> (shard, query) ──GroupIntoBatches──> SearchShards
+        ──> (query, hits of one shard) ──CoGroupByKey with the query──> MergeHits ──> spans
+
+Each query goes to every live shard; queries are grouped by shard so that a worker answers
+many with one loaded shard (``transforms.search.shards.ShardCache``: loaded once per
+process, least recently used shards out when ``max_index_memory_mb`` is reached); the hits
+of all shards meet again per query and become ranked spans. Queries the hashes could not
+place go round once more for the nearest rows of each shard (the "rescue" candidates of the
+verification stage).
+
+In a stream, ``FanOutToShards`` re-reads the manifest every ``refresh_s``: a nightly run's
+new shards get queries from then on, and ``SearchShards`` loads them in the background as
+soon as it sees them listed, so no query waits for a reload of the index.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.utils.shared import Shared
 
 from schemas.manifest import Manifest
+from transforms.hashing.hashes import HASHERS
 from transforms.index import store
-from transforms.search.pdq_rows import PDQ_RADIUS
 from transforms.search.query import Candidates, HashedQuery
-from transforms.search.reference import ReferenceIndex
-from transforms.search.spans import Span, collapse_spans, rank_key
+from transforms.search.shards import Shard, ShardRef, live_shards, shard_cache
+from transforms.search.spans import Hits, collapse_spans, rank_key
+
+QUERIES_PER_BATCH = 64  # queries answered together by one worker holding one shard
 
 
-class SearchIndex(beam.DoFn):
-    """Searches hashed queries in the reference index, loaded once per worker process.
+class ShardQuery(NamedTuple):
+    """What a shard needs of a query: its codes (and PDQ codes), and which search to run."""
 
-    Emits ``Candidates``: the spans within the radius, and with ``rescue_k`` the nearest
-    rows of queries that had none, or whose best span is further than ``rescue_above``
-    bits (weak evidence the verification stage may reject), for it to re-check.
+    sha256: str
+    codes: np.ndarray
+    pdq_codes: np.ndarray | None
+    nearest: bool = False  # the k nearest rows (rescue) instead of a range search
 
-    With ``refresh_s`` (the streaming job), the manifest is re-read at most that often and
-    a newer index (a nightly run added a batch) is loaded in place of the old one, so a
-    long-running job matches against the latest archive without a restart.
-    """
 
-    def __init__(self, index_dir: str, manifest: Manifest, shared: Shared, threshold: int,
-                 top_k: int, refresh_s: float | None = None, rescue_k: int = 0,
-                 rescue_radius: int = 0, rescue_above: int = 0):
+class _LiveShards:
+    """The live shards of an index, re-read from the manifest at most every ``refresh_s``."""
+
+    def __init__(self, index_dir: str, manifest: Manifest, refresh_s: float | None) -> None:
+        self.index_dir = index_dir
+        self.refresh_s = refresh_s
+        self.version = manifest.version
+        self.shards = live_shards(index_dir, manifest)
+        self.checked_at = time.monotonic()
+
+    def refresh(self) -> bool:
+        """Re-read the manifest if it is time; True when the live shards changed."""
+        if self.refresh_s is None or time.monotonic() - self.checked_at < self.refresh_s:
+            return False
+        self.checked_at = time.monotonic()
+        manifest = store.load_manifest(self.index_dir)
+        if manifest is None or manifest.version == self.version:
+            return False
+        store.require_compatible(manifest, self.index_dir)
+        self.version, self.shards = manifest.version, live_shards(self.index_dir, manifest)
+        return True
+
+
+class FanOutToShards(beam.DoFn):
+    """A hashed query → ``(shard name, (ShardRef, ShardQuery))`` for every live shard."""
+
+    def __init__(self, index_dir: str, manifest: Manifest, refresh_s: float | None = None,
+                 nearest: bool = False):
         self.index_dir = index_dir
         self.manifest = manifest
-        self.shared = shared
-        self.threshold = threshold
+        self.refresh_s = refresh_s
+        self.nearest = nearest
+        self.refreshes = Metrics.counter("match", "index_refreshes")
+
+    def setup(self) -> None:
+        self.live = _LiveShards(self.index_dir, self.manifest, self.refresh_s)
+
+    def process(self, query: HashedQuery) -> Iterator[tuple[str, tuple[ShardRef, ShardQuery]]]:
+        if self.live.refresh():
+            self.refreshes.inc()
+        if not len(query.codes) and (query.pdq_codes is None or not len(query.pdq_codes)):
+            return
+        part = ShardQuery(query.sha256, query.codes, query.pdq_codes, self.nearest)
+        for ref in self.live.shards:
+            yield ref.name, (ref, part)
+
+
+class SearchShards(beam.DoFn):
+    """``(shard name, [(ShardRef, ShardQuery), ...])`` → ``(sha256, (key hits, PDQ hits))``.
+
+    Shards come from the process's ``ShardCache`` (bounded by ``max_index_bytes``). With
+    ``refresh_s`` (streaming) a background thread loads newly listed shards before their
+    first queries arrive.
+    """
+
+    def __init__(self, index_dir: str, manifest: Manifest, radius: int, max_index_bytes: int,
+                 rescue_k: int = 0, rescue_radius: int = 0, refresh_s: float | None = None):
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.hasher = manifest.key_hasher
+        self.radius = radius
+        self.max_index_bytes = max_index_bytes
+        self.rescue_k = rescue_k
+        self.rescue_radius = rescue_radius
+        self.refresh_s = refresh_s
+        self.loads = Metrics.counter("match", "shards_loaded")
+        self.load_ms = Metrics.distribution("match", "shard_load_ms")
+        self.memory = Metrics.gauge("match", "index_memory_mb")
+        self.search_ms = Metrics.distribution("match", "search_ms_per_query_shard")
+        self.pairs = Metrics.distribution("match", "pairs_within_radius_per_shard")
+
+    def setup(self) -> None:
+        self.cache = shard_cache()
+        self._stop = threading.Event()
+        if self.refresh_s is not None:
+            threading.Thread(target=self._prefetch, daemon=True).start()
+
+    def teardown(self) -> None:
+        self._stop.set()
+
+    def _load(self, ref: ShardRef) -> Shard:
+        return Shard.load(ref, self.hasher)
+
+    def _prefetch(self) -> None:
+        """Keep loading the live shards that this process does not hold yet (streaming)."""
+        live = _LiveShards(self.index_dir, self.manifest, self.refresh_s)
+        while not self._stop.wait(self.refresh_s):
+            live.refresh()
+            for ref in live.shards:
+                if not self._stop.is_set() and not self.cache.holds(ref):
+                    self.cache.get(ref, self.max_index_bytes, self._load)
+
+    def process(self, element: tuple[str, list[tuple[ShardRef, ShardQuery]]]
+                ) -> Iterator[tuple[str, tuple[Hits, Hits]]]:
+        _, batch = element
+        for ref, query in sorted(batch, key=lambda pair: pair[0].key):
+            loads, seconds = self.cache.loads, self.cache.load_seconds
+            shard = self.cache.get(ref, self.max_index_bytes, self._load)
+            if self.cache.loads > loads:
+                self.loads.inc(self.cache.loads - loads)
+                self.load_ms.update(int(1000 * (self.cache.load_seconds - seconds)))
+                self.memory.set(self.cache.nbytes >> 20)
+            began = time.monotonic()
+            if query.nearest:
+                hits = (shard.nearest(query.codes, self.rescue_k, self.rescue_radius),
+                        Hits.empty("pdq"))
+            else:
+                hits = (shard.search(query.codes, self.radius), shard.search_pdq(query.pdq_codes))
+                self.pairs.update(hits[0].size + hits[1].size)
+            self.search_ms.update(int(1000 * (time.monotonic() - began)))
+            yield query.sha256, hits
+
+
+class MergeHits(beam.DoFn):
+    """A query and the hits of every shard → ``Candidates`` with its ranked spans.
+
+    ``rejected`` maps an image's sha256 to the archive videos an analyst rejected for it:
+    their spans are left out before the top ``top_k`` are taken.
+    """
+
+    def __init__(self, hasher: str, n_bits: int, top_k: int,
+                 rejected: dict[str, frozenset[str]] | None = None):
+        self.hasher = hasher
+        self.n_bits = n_bits
         self.top_k = top_k
+        self.rejected = rejected or {}
+
+    def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Candidates]:
+        sha256, grouped = element
+        (query,) = grouped["query"]
+        shard_hits = grouped["hits"]
+        exclude = self.rejected.get(sha256, frozenset())
+        key = Hits.concat([key for key, _ in shard_hits], self.hasher)
+        pdq = Hits.concat([pdq for _, pdq in shard_hits], "pdq")
+        spans = (collapse_spans(pdq, query.pdq_variant_names or [], self.n_bits, self.top_k,
+                                exclude=exclude)
+                 + collapse_spans(key, query.variant_names, self.n_bits, self.top_k,
+                                  exclude=exclude))
+        yield Candidates(query, sorted(spans, key=rank_key)[: self.top_k], [])
+
+
+class MergeNearest(beam.DoFn):
+    """Candidates and each shard's nearest rows → the same Candidates with ``rescue`` spans
+    made of the ``k`` nearest rows over all shards."""
+
+    def __init__(self, hasher: str, n_bits: int, k: int,
+                 rejected: dict[str, frozenset[str]] | None = None):
+        self.hasher = hasher
+        self.n_bits = n_bits
+        self.k = k
+        self.rejected = rejected or {}
+
+    def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Candidates]:
+        sha256, grouped = element
+        (candidates,) = grouped["candidates"]
+        hits = Hits.concat([key for key, _ in grouped["hits"]], self.hasher)
+        nearest = np.lexsort((hits.ts_start, hits.video_id, hits.distance))[: self.k]
+        rescue = collapse_spans(hits.take(nearest), candidates.query.variant_names,
+                                self.n_bits, self.k,
+                                exclude=self.rejected.get(sha256, frozenset()))
+        yield candidates._replace(rescue=rescue)
+
+
+class SearchShardedIndex(beam.PTransform):
+    """Hashed queries → ``Candidates``: spans within ``radius`` from every shard, merged;
+    with ``rescue_k``, the nearest rows of the queries whose best span is further than
+    ``rescue_above`` bits (or that have none) as rescue candidates."""
+
+    def __init__(self, index_dir: str, manifest: Manifest, radius: int, top_k: int,
+                 max_index_bytes: int, refresh_s: float | None = None, rescue_k: int = 0,
+                 rescue_radius: int = 0, rescue_above: int = 0,
+                 rejected: dict[str, frozenset[str]] | None = None):
+        super().__init__()
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.radius = radius
+        self.top_k = top_k
+        self.max_index_bytes = max_index_bytes
         self.refresh_s = refresh_s
         self.rescue_k = rescue_k
         self.rescue_radius = rescue_radius
         self.rescue_above = rescue_above
-        self.reloads = Metrics.counter("match", "index_reloads")
-        self.search_ms = Metrics.distribution("match", "search_ms")
-        self.candidates = Metrics.distribution("match", "pairs_within_radius")
+        self.rejected = rejected
 
-    def setup(self) -> None:
-        self._load(self.manifest)
+    def _search(self, queries, label: str, nearest: bool):
+        return (
+            queries
+            | f"FanOut{label}" >> beam.ParDo(FanOutToShards(
+                self.index_dir, self.manifest, self.refresh_s, nearest=nearest))
+            | f"BatchPerShard{label}" >> beam.GroupIntoBatches(QUERIES_PER_BATCH)
+            | f"SearchShards{label}" >> beam.ParDo(SearchShards(
+                self.index_dir, self.manifest, self.radius, self.max_index_bytes,
+                self.rescue_k, self.rescue_radius, self.refresh_s))
+        )
 
-    def _load(self, manifest: Manifest) -> None:
-        self.ref = self.shared.acquire(lambda: ReferenceIndex.load(self.index_dir, manifest),
-                                       tag=f"{self.index_dir}@{manifest.version}")
-        self.loaded_version = manifest.version
-        self.radius = self.threshold + manifest.prune_d
-        self.n_bits = 8 * self.ref.mih.n_bytes
-        self.checked_at = time.monotonic()
-
-    def _refresh(self) -> None:
-        if self.refresh_s is None or time.monotonic() - self.checked_at < self.refresh_s:
-            return
-        manifest = store.load_manifest(self.index_dir)
-        self.checked_at = time.monotonic()
-        if manifest and manifest.partitions and manifest.version != self.loaded_version:
-            store.require_compatible(manifest, self.index_dir)
-            self._load(manifest)
-            self.reloads.inc()
-
-    def process(self, query: HashedQuery) -> Iterator[Candidates]:
-        self._refresh()
-        began = time.monotonic()
-        spans: list[Span] = []
-        rescue: list[Span] = []
-        if len(query.codes):
-            variant, rows, dist = self.ref.search(query.codes, self.radius)
-            self.candidates.update(len(rows))
-            spans = collapse_spans(self.ref, variant, rows, dist, query.variant_names,
-                                   self.n_bits, self.top_k)
-            spans = self._pdq_spans(query) + spans
-            spans = sorted(spans, key=rank_key)[: self.top_k]
-            if self.rescue_k and (not spans or spans[0].distance > self.rescue_above):
-                variant, rows, dist = self.ref.nearest(query.codes, self.rescue_k,
-                                                       self.rescue_radius)
-                rescue = collapse_spans(self.ref, variant, rows, dist, query.variant_names,
-                                        self.n_bits, self.rescue_k)
-        self.search_ms.update(int((time.monotonic() - began) * 1000))
-        yield Candidates(query, spans, rescue)
-
-    def _pdq_spans(self, query: HashedQuery) -> list[Span]:
-        """Spans among imported PDQ-only rows (received hash lists), at Meta's PDQ radius."""
-        if self.ref.pdq is None or query.pdq_codes is None or not len(query.pdq_codes):
-            return []
-        variant, rows, dist = self.ref.pdq.search(query.pdq_codes, PDQ_RADIUS)
-        return collapse_spans(self.ref, variant, rows, dist, query.pdq_variant_names,
-                              self.n_bits, self.top_k, hasher="pdq")
+    def expand(self, hashed):
+        hasher = self.manifest.key_hasher
+        n_bits = HASHERS[hasher].bits
+        candidates = (
+            {"query": hashed | "KeyBySha" >> beam.Map(lambda q: (q.sha256, q)),
+             "hits": self._search(hashed, "", nearest=False)}
+            | "JoinHits" >> beam.CoGroupByKey()
+            | "Spans" >> beam.ParDo(MergeHits(hasher, n_bits, self.top_k, self.rejected))
+        )
+        if not self.rescue_k:
+            return candidates
+        above = self.rescue_above
+        placed, unplaced = candidates | "NeedsRescue" >> beam.Partition(
+            lambda c, _: int(len(c.query.codes) > 0
+                             and (not c.spans or c.spans[0].distance > above)), 2)
+        rescued = (
+            {"candidates": unplaced | "KeyUnplaced" >> beam.Map(lambda c: (c.query.sha256, c)),
+             "hits": self._search(unplaced | "Queries" >> beam.Map(lambda c: c.query),
+                                  "Nearest", nearest=True)}
+            | "JoinNearest" >> beam.CoGroupByKey()
+            | "RescueSpans" >> beam.ParDo(MergeNearest(hasher, n_bits, self.rescue_k,
+                                                       self.rejected))
+        )
+        return (placed, rescued) | "AllCandidates" >> beam.Flatten()

@@ -1,22 +1,81 @@
 """Matched rows collapsed into spans: the answer a person can use.
 
 A query of a near-static shot matches many frames, and the honest answer is "somewhere in
-00:41.2–00:44.0, best at 00:42.1", not one arbitrary frame. ``collapse_spans`` turns the
-(variant, row, distance) pairs of one query into ranked spans per video; ``rank_key`` is
-the one order of spans everywhere (best score first, then the narrower span).
+00:41.2–00:44.0, best at 00:42.1", not one arbitrary frame. The search of each shard
+returns ``Hits`` (the matched rows, column by column); the hits of every shard are
+concatenated per query and ``collapse_spans`` turns them into ranked spans per video.
+``rank_key`` is the one order of spans everywhere (best score first, then the narrower
+span, then video and time, so that no tie is left to the order rows were stored in).
+
+The work per query is bounded by its hits, whatever the archive: one sort of the hits,
+vectorised span boundaries, and ``Span`` objects built for the ``top_k`` best spans only
+(a bumper shared by 10k videos costs one sort, not 10k passes).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from transforms.hashing.regions import REGIONS
-from transforms.search.reference import ReferenceIndex
 
 SPAN_GAP_S = 2.0  # matched rows further apart than this are separate spans (replays, recaps)
+
+
+class Hits(NamedTuple):
+    """Index rows matched by one query's variants (from one shard, or every shard merged).
+
+    Row ``i`` is a key row of video ``video_id[i]`` standing for ``[ts_start, ts_end]``,
+    hashed over region ``region[i]``, at ``distance[i]`` bits from query variant
+    ``variant[i]``; its stored picture is in ``files[file[i]]`` (a ``references`` file).
+    """
+
+    hasher: str
+    variant: np.ndarray  # (H,) int16
+    video_id: np.ndarray  # (H,) int64
+    ts_start: np.ndarray  # (H,) float64
+    ts_end: np.ndarray  # (H,) float64
+    region: np.ndarray  # (H,) int8
+    distance: np.ndarray  # (H,) int32
+    file: np.ndarray  # (H,) int32, positions in ``files``
+    files: list[str]
+    videos: dict[int, dict]  # video_id -> videos row (uri, title, ...) of the hit videos
+
+    @classmethod
+    def empty(cls, hasher: str) -> Hits:
+        return cls(hasher, np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0),
+                   np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int32),
+                   np.zeros(0, np.int32), [], {})
+
+    @property
+    def size(self) -> int:
+        """The number of hits (``len`` of a NamedTuple is its number of fields)."""
+        return len(self.variant)
+
+    def take(self, rows: np.ndarray) -> Hits:
+        """The hits at positions ``rows`` (files and videos kept whole)."""
+        return self._replace(**{name: getattr(self, name)[rows] for name in _COLUMNS})
+
+    @classmethod
+    def concat(cls, parts: Sequence[Hits], hasher: str) -> Hits:
+        """Hits of several shards as one (file positions renumbered)."""
+        parts = [p for p in parts if p.size]
+        if not parts:
+            return cls.empty(hasher)
+        offsets = np.cumsum([0] + [len(p.files) for p in parts[:-1]])
+        columns = {name: np.concatenate([getattr(p, name) for p in parts])
+                   for name in _COLUMNS if name != "file"}
+        columns["file"] = np.concatenate([p.file + o for p, o in zip(parts, offsets,
+                                                                     strict=True)])
+        videos = {vid: row for p in parts for vid, row in p.videos.items()}
+        return cls(hasher=hasher, files=[f for p in parts for f in p.files], videos=videos,
+                   **columns)
+
+
+_COLUMNS = ("variant", "video_id", "ts_start", "ts_end", "region", "distance", "file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +83,8 @@ class Span:
     """A run of matched rows of one video, with its best frame.
 
     ``verified`` is None when no local-feature check was made, else its outcome, with the
-    RANSAC ``inliers`` it found.
+    RANSAC ``inliers`` it found. ``frames`` are the span's stored frames, best first, as
+    ``(pts, references file)``: where verification finds their pictures.
     """
 
     video_id: int
@@ -36,11 +96,12 @@ class Span:
     variant: str
     region: str
     variants: tuple[str, ...]
-    n_frames: int
+    n_frames: int  # distinct archive frames matched (not rows: a frame has several regions)
     score: float
     hasher: str = "phash256"
     verified: bool | None = None
     inliers: int | None = None
+    frames: tuple[tuple[float, str], ...] = ()
 
 
 def score_of(distance: int, n_bits: int) -> float:
@@ -48,37 +109,65 @@ def score_of(distance: int, n_bits: int) -> float:
     return max(0.0, 1.0 - distance / (n_bits / 2))
 
 
-def collapse_spans(ref: ReferenceIndex, variant: np.ndarray, rows: np.ndarray,
-                   dist: np.ndarray, variant_names: Sequence[str], n_bits: int,
-                   top_k: int, gap_s: float = SPAN_GAP_S, hasher: str | None = None
+def rank_key(span: Span) -> tuple[float, float, int, float]:
+    """The order of a query's spans: best score first, then the narrower (surer) span, then
+    video and time, so equal spans never fall to the order rows happened to be stored in."""
+    return (-span.score, span.ts_end - span.ts_start, span.video_id, span.ts_best)
+
+
+def collapse_spans(hits: Hits, variant_names: Sequence[str], n_bits: int, top_k: int,
+                   gap_s: float = SPAN_GAP_S, exclude: frozenset[str] = frozenset()
                    ) -> list[Span]:
-    """Group one query's matched rows into spans per video, best first, at most ``top_k``."""
-    spans: list[Span] = []
-    vids = ref.video_id[rows]
-    for vid in np.unique(vids):
-        sel = np.flatnonzero(vids == vid)
-        order = sel[np.argsort(ref.ts_start[rows[sel]], kind="stable")]
-        starts, ends = ref.ts_start[rows[order]], ref.ts_end[rows[order]]
-        reach = np.maximum.accumulate(ends)
-        breaks = np.flatnonzero(starts[1:] - reach[:-1] > gap_s) + 1
-        for group in np.split(order, breaks):
-            best = group[np.lexsort((ref.ts_end[rows[group]] - ref.ts_start[rows[group]],
-                                     dist[group]))[0]]
-            row = rows[best]
-            names = tuple(sorted({variant_names[v] for v in variant[group]}))
-            spans.append(Span(
-                video_id=int(vid), video=ref.videos[int(vid)], ts_best=float(ref.ts_start[row]),
-                ts_start=float(ref.ts_start[rows[group]].min()),
-                ts_end=float(ref.ts_end[rows[group]].max()),
-                distance=int(dist[best]), variant=variant_names[variant[best]],
-                region=REGIONS[int(ref.region[row])][0], variants=names,
-                n_frames=len(np.unique(rows[group])),
-                score=score_of(int(dist[best]), n_bits), hasher=hasher or ref.hasher,
-            ))
-    spans.sort(key=rank_key)
-    return spans[:top_k]
+    """Group one query's hits into spans per video; the ``top_k`` best, in ``rank_key`` order.
+
+    ``exclude`` holds video URIs whose spans are left out before ranking (pairs an analyst
+    rejected), so they never take a place of the top ``top_k``.
+    """
+    if exclude and hits.size:
+        excluded = [vid for vid, row in hits.videos.items() if row["uri"] in exclude]
+        hits = hits.take(np.flatnonzero(~np.isin(hits.video_id, excluded)))
+    if not hits.size:
+        return []
+    order = np.lexsort((hits.region, hits.ts_start, hits.video_id))
+    vid, start, end = hits.video_id[order], hits.ts_start[order], hits.ts_end[order]
+    new_video = np.r_[True, vid[1:] != vid[:-1]]
+    group = np.cumsum(new_video)
+    # the latest end reached so far within each video: one running maximum over all rows,
+    # each video's times lifted above the previous video's
+    lift = (group - 1) * (float(end.max() - start.min()) + 2 * gap_s + 1.0)
+    reach = np.maximum.accumulate(end + lift) - lift
+    first = new_video | np.r_[True, start[1:] - reach[:-1] > gap_s]
+    span_of = np.cumsum(first) - 1
+    bounds = np.flatnonzero(first)
+    dist = hits.distance[order]
+    width = end - start
+    # best row per span: least distance, then narrowest row, then earliest, then region
+    best_order = np.lexsort((hits.region[order], start, width, dist, span_of))
+    best = best_order[np.r_[True, span_of[best_order][1:] != span_of[best_order][:-1]]]
+    span_start = np.minimum.reduceat(start, bounds)
+    span_end = np.maximum.reduceat(end, bounds)
+    score = np.maximum(0.0, 1.0 - dist[best] / (n_bits / 2))
+    ranked = np.lexsort((start[best], vid[best], span_end - span_start, -score))[:top_k]
+    spans = []
+    for s in ranked.tolist():
+        rows = order[bounds[s]:bounds[s + 1] if s + 1 < len(bounds) else len(order)]
+        b = order[best[s]]
+        frames = _frames_best_first(hits, rows)
+        spans.append(Span(
+            video_id=int(hits.video_id[b]), video=hits.videos[int(hits.video_id[b])],
+            ts_best=float(hits.ts_start[b]), ts_start=float(span_start[s]),
+            ts_end=float(span_end[s]), distance=int(hits.distance[b]),
+            variant=variant_names[int(hits.variant[b])],
+            region=REGIONS[int(hits.region[b])][0],
+            variants=tuple(sorted({variant_names[v] for v in hits.variant[rows].tolist()})),
+            n_frames=len(frames), score=float(score[s]), hasher=hits.hasher, frames=frames))
+    return spans
 
 
-def rank_key(span: Span) -> tuple[float, float]:
-    """The order of a query's spans: best score first, then the narrower (surer) span."""
-    return (-span.score, span.ts_end - span.ts_start)
+def _frames_best_first(hits: Hits, rows: np.ndarray) -> tuple[tuple[float, str], ...]:
+    """The distinct frames of a span's rows, nearest first (then earlier), with their files."""
+    by_quality = rows[np.lexsort((hits.ts_start[rows], hits.distance[rows]))]
+    seen: dict[float, str] = {}
+    for r in by_quality.tolist():
+        seen.setdefault(float(hits.ts_start[r]), hits.files[int(hits.file[r])])
+    return tuple(seen.items())

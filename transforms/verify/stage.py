@@ -14,18 +14,17 @@ miss on smooth or fast-changing pictures that the hashes place well.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import itertools
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
-from apache_beam.utils.shared import Shared
 
-from schemas.manifest import Manifest
-from schemas.records import REFERENCES_SCHEMA
-from transforms.index import store
+from transforms.io import parquet
 from transforms.media import pictures
 from transforms.search.query import Candidates
 from transforms.search.spans import Span, rank_key
@@ -37,31 +36,73 @@ REFINE_N = 4  # at most this many neighbouring frames are checked for it
 SURE_DISTANCE = 24  # of 256 key bits: a hash match this close stands even if the check fails
 
 
-class ReferencePictures(dict):
-    """The live index's stored pictures, by (video id, frame pts)."""
-
-    @classmethod
-    def load(cls, index_dir: str, manifest: Manifest) -> ReferencePictures:
-        videos = store.live_videos(index_dir, manifest)
-        table = store.live_rows(index_dir, manifest, videos, "references",
-                                      REFERENCES_SCHEMA)
-        return cls(zip(zip(table.column("video_id").to_pylist(),
-                           table.column("ts_start").to_pylist(), strict=True),
-                       table.column("jpeg").to_pylist(), strict=True))
-
-
 def verified_score(hash_score: float, inliers: int) -> float:
     """A verified span is at least as sure as its inliers say (25 inliers: 0.7, 75+: 0.9+)."""
     return max(hash_score, min(1.0, 0.6 + inliers / 250))
 
 
-class VerifyCandidates(beam.DoFn):
-    """Candidates → Candidates whose spans passed (or could not be given) the check."""
+class PictureRequest(NamedTuple):
+    """The stored pictures of one video between two times that one query's check reads."""
 
-    def __init__(self, index_dir: str, manifest: Manifest, shared: Shared, k: int):
-        self.index_dir = index_dir
-        self.manifest = manifest
-        self.shared = shared
+    sha256: str
+    video_id: int
+    start: float
+    end: float
+
+
+def picture_requests(candidates: Candidates, k: int
+                     ) -> Iterator[tuple[str, PictureRequest]]:
+    """``(references file, request)`` for every picture checking these candidates reads:
+    the best frame of the first ``k`` spans, and the stored frames within ``REFINE_S`` of
+    the first ``k`` rescue candidates (among which ``_refine`` re-chooses the moment)."""
+    sha256 = candidates.query.sha256
+    for span in candidates.spans[:k]:
+        if span.frames:
+            ts, file = span.frames[0]
+            yield file, PictureRequest(sha256, span.video_id, ts, ts)
+    for span in candidates.rescue[:k]:
+        if span.frames:
+            ts, file = span.frames[0]
+            yield file, PictureRequest(sha256, span.video_id, ts - REFINE_S, ts + REFINE_S)
+
+
+class ReadPictures(beam.DoFn):
+    """``(references file, requests)`` → ``(sha256, [(video_id, pts, jpeg), ...])``.
+
+    One read of a file serves every request of it: only the requested videos and the row
+    groups whose times overlap the requests are read (pictures are stored sorted by time in
+    small row groups). A missing file (an index built with ``--no_references``, a received
+    hash list) answers nothing: those candidates cannot be judged and keep the hashes' word.
+    """
+
+    def __init__(self) -> None:
+        self.reads = Metrics.counter("verify", "picture_files_read")
+        self.pictures = Metrics.counter("verify", "pictures_read")
+
+    def process(self, element: tuple[str, Iterable[PictureRequest]]
+                ) -> Iterator[tuple[str, list[tuple[int, float, bytes]]]]:
+        file, requests = element
+        requests = list(requests)
+        table = parquet.read_rows_between(file, "ts_start", min(r.start for r in requests),
+                                          max(r.end for r in requests))
+        if table is None:
+            return
+        self.reads.inc()
+        rows = list(zip(*(table.column(c).to_pylist() for c in ("video_id", "ts_start", "jpeg")),
+                        strict=True))
+        for sha256, group in itertools.groupby(sorted(requests), key=lambda r: r.sha256):
+            wanted = list(group)
+            found = [(vid, ts, jpeg) for vid, ts, jpeg in rows
+                     if any(r.video_id == vid and r.start <= ts <= r.end for r in wanted)]
+            self.pictures.inc(len(found))
+            yield sha256, found
+
+
+class VerifyCandidates(beam.DoFn):
+    """``(sha256, {candidates, pictures})`` → Candidates whose spans passed (or could not be
+    given) the check, against the stored pictures read for them."""
+
+    def __init__(self, k: int):
         self.k = k
         self.checked = Metrics.counter("verify", "spans_checked")
         self.accepted = Metrics.counter("verify", "spans_accepted")
@@ -70,20 +111,31 @@ class VerifyCandidates(beam.DoFn):
         self.verify_ms = Metrics.distribution("verify", "verify_ms_per_query")
 
     def setup(self) -> None:
-        self.pictures = self.shared.acquire(
-            lambda: ReferencePictures.load(self.index_dir, self.manifest),
-            tag=f"{self.index_dir}@{self.manifest.version}:pictures")
-        self.reference_features = functools.lru_cache(maxsize=FEATURE_CACHE)(self._features)
+        self._features: OrderedDict[tuple[int, float], local_features.Features] = OrderedDict()
+
+    def reference_features(self, key: tuple[int, float]) -> local_features.Features | None:
+        """Features of a stored picture among this element's, cached across elements."""
+        if key in self._features:
+            self._features.move_to_end(key)
+            return self._features[key]
+        jpeg = self.pictures.get(key)
+        if jpeg is None:
+            return None
+        features = local_features.features(pictures.decode_reference(jpeg))
+        self._features[key] = features
+        if len(self._features) > FEATURE_CACHE:
+            self._features.popitem(last=False)
+        return features
+
+    def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Candidates]:
+        _, grouped = element
+        (candidates,) = grouped["candidates"]
+        self.pictures = {(vid, ts): jpeg for found in grouped["pictures"]
+                         for vid, ts, jpeg in found}
         times: dict[int, list[float]] = {}
         for vid, ts in self.pictures:
             times.setdefault(vid, []).append(ts)
         self.times = {vid: np.sort(np.asarray(ts)) for vid, ts in times.items()}
-
-    def _features(self, key: tuple[int, float]) -> local_features.Features | None:
-        jpeg = self.pictures.get(key)
-        return None if jpeg is None else local_features.features(pictures.decode_reference(jpeg))
-
-    def process(self, candidates: Candidates) -> Iterator[Candidates]:
         query = candidates.query
         if query.picture is None or not (candidates.spans or candidates.rescue):
             yield candidates
@@ -149,3 +201,27 @@ class VerifyCandidates(beam.DoFn):
         return dataclasses.replace(span, verified=True, inliers=verdict.inliers,
                                    score=verified_score(span.score, verdict.inliers))
 
+
+
+class VerifyWithStoredPictures(beam.PTransform):
+    """Candidates → verified Candidates, reading only the stored pictures the checks need,
+    grouped by file (one read serves every query that needs that file), then joined back."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def expand(self, candidates):
+        k = self.k
+        pictures = (
+            candidates
+            | "PictureRequests" >> beam.FlatMap(picture_requests, k)
+            | "ByFile" >> beam.GroupByKey()
+            | "ReadPictures" >> beam.ParDo(ReadPictures())
+        )
+        return (
+            {"candidates": candidates | "KeyBySha" >> beam.Map(lambda c: (c.query.sha256, c)),
+             "pictures": pictures}
+            | "JoinPictures" >> beam.CoGroupByKey()
+            | "Check" >> beam.ParDo(VerifyCandidates(k))
+        )

@@ -76,7 +76,7 @@ def dirs(tmp_path: Path) -> dict[str, str]:
         path.mkdir()
     empty = Manifest(preprocess_version=PREPROCESS_VERSION, key_hasher=KEY_HASHER,
                      hashers=list(STORED_HASHERS), prune_d=8,
-                     regions=[name for name, _ in REGIONS.values()])
+                     regions=[name for name, _ in REGIONS.values()], shard_rows=1000)
     storage.write_text_atomic(manifest_uri(str(paths["index"])), empty.to_json())
     return {name: str(path) for name, path in paths.items()}
 
@@ -118,7 +118,8 @@ def test_index_job_with_setup_file_ships_every_module(build_job, dirs) -> None:
                             "--setup_file", str(ROOT / "setup.py")])
     assert {"IndexArchive/ListArchive", "IndexArchive/DetectChanges", "IndexArchive/Probe",
             "IndexArchive/SpreadSegments", "IndexArchive/DecodeAndHash",
-            "IndexArchive/Finalise", "Write_videos", "Write_frames", "Write_references",
+            "IndexArchive/DecodeAndHashDownloaded", "IndexArchive/Finalise", "Write_videos",
+            "Write_segments",
             "Write_dead_letter"} <= transform_names(job)
     assert container_image(job).endswith("beam_python3.11_sdk:2.77.0")
     files = staged(job)
@@ -135,7 +136,7 @@ def test_match_job_builds(build_job, dirs, verify: bool) -> None:
                             *(["--verify"] if verify else [])])
     names = transform_names(job)
     assert {"ListImages", "OncePerUri", "MatchImages/Fingerprint", "MatchImages/GroupReposts",
-            "MatchImages/HashVariants", "MatchImages/SearchIndex", "MatchImages/Answer",
+            "MatchImages/HashVariants", "MatchImages/Search", "MatchImages/Answer",
             "Write_matches", "Write_queries", "Write_dead_letter"} <= names
     assert ("MatchImages/Verify" in names) == verify
     assert container_image(job) == IMAGE
@@ -145,6 +146,6 @@ def test_match_job_builds(build_job, dirs, verify: bool) -> None:
 def test_stream_job_builds_as_streaming(build_job, dirs) -> None:
     job = build_job(stream, ["--index", dirs["index"], "--images", dirs["images"],
                              "--out", dirs["out"], "--sdk_container_image", IMAGE])
-    assert {"Watch0", "Windows", "MatchImages/SearchIndex", "Write_matches",
+    assert {"Watch0", "Windows", "MatchImages/Search", "Write_matches",
             "Write_queries", "Write_dead_letter"} <= transform_names(job)
     assert job.options.view_as(StandardOptions).streaming

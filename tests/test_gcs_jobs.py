@@ -9,6 +9,7 @@ record. The results are read back from ``gs://`` with pyarrow through ``FileSyst
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -137,15 +138,18 @@ def test_local_copies_reuse_bound_and_clean_up(gcs_bucket: str, tmp_path: Path) 
     local.write_bytes(b"local")
     copies = fio.LocalCopies(max_bytes=2500)
     try:
-        assert copies.path(str(local), 1) == str(local)
-        first = copies.path(uris[0], 1)
-        assert copies.path(uris[0], 1) == first and copies.bytes_copied == 1000
-        assert Path(first).read_bytes() == bytes([0]) * 1000
-        second = copies.path(uris[0], 2)  # a new version is copied again
-        assert second != first and copies.bytes_copied == 2000
-        newest = [copies.path(u, 1) for u in uris[1:]]  # over 2500 bytes: oldest go first
-        assert [Path(p).exists() for p in (first, second, *newest)] == [False, False, True, True]
-        assert copies.bytes_copied == 4000
+        first, copied = copies.get(uris[0], 1)
+        assert copied == 1000 and copies.get(uris[0], 1) == (first, 0)  # reused, not copied
+        assert Path(first.path).read_bytes() == bytes([0]) * 1000
+        assert first.sha256 == hashlib.sha256(bytes([0]) * 1000).hexdigest()
+        # the CRC32C of the bytes copied is what Cloud Storage reports for the object
+        assert first.crc32c == emulator_client().bucket(gcs_bucket).get_blob(
+            "copies/0.mp4").crc32c
+        second, copied = copies.get(uris[0], 2)  # a new version is copied again
+        assert second.path != first.path and copied == 1000
+        newest = [copies.get(u, 1)[0].path for u in uris[1:]]  # over 2500 B: oldest go first
+        assert [Path(p).exists() for p in (first.path, second.path, *newest)] == [
+            False, False, True, True]
     finally:
         copies.close()
     assert not any(Path(p).exists() for p in newest)

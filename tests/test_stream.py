@@ -7,6 +7,7 @@ works in Beam 2.77) with explicit timestamps; the end-to-end test runs the real 
 
 from __future__ import annotations
 
+import collections
 import datetime
 import os
 import shutil
@@ -90,14 +91,19 @@ def test_window_files_one_per_window_and_compaction(tmp_path: Path) -> None:
              | window_sink.WriteWindowedTable(str(out), "dead_letter",
                                               MATCH_TABLES["dead_letter"], "r1"))
     files = sorted(out.glob("dead_letter/run_date=*/run_id=r1/*"))
-    starts = [datetime.datetime.fromtimestamp(T0 + s, datetime.UTC) for s in (0, 5, 10)]
-    assert [f.name for f in files] == [f"part-{t:%Y%m%dT%H%M%S}.000Z-p0.parquet" for t in starts]
-    assert files[0].parent.parent.name == f"run_date={starts[0].date()}"
-    assert [ds.dataset(f).count_rows() for f in files] == [2, 2, 1]
+    # one file per window pane and writer; a record's writer is fixed by its URI
+    expected = collections.Counter(
+        (datetime.datetime.fromtimestamp(T0 + (t - T0) // 5 * 5, datetime.UTC),
+         window_sink.writer_of(r, window_sink.WRITERS_PER_WINDOW))
+        for r, t in zip(letters, times, strict=True))
+    names = {f"part-{start:%Y%m%dT%H%M%S}.000Z-p0-w{writer}.parquet": n
+             for (start, writer), n in expected.items()}
+    assert {f.name: ds.dataset(f).count_rows() for f in files} == names
+    assert files[0].parent.parent.name == f"run_date={min(expected)[0].date()}"
 
     (files[0].parent / ".part-in-progress.parquet.1234.tmp").write_bytes(b"half a file")
     merged = window_sink.compact(str(out), "dead_letter", MATCH_TABLES["dead_letter"])
-    assert list(merged.values()) == [3]
+    assert list(merged.values()) == [len(files)]
     assert [f.name for f in files[0].parent.glob("*.parquet")] == [Path(next(iter(merged))).name]
     assert sorted(read(out, "dead_letter").column("uri").to_pylist()) == [r.uri for r in letters]
     glob = f"{out}/dead_letter/**/*.parquet"

@@ -90,8 +90,10 @@ def open_manifest(index_dir: str, settings: dict[str, Any], *,
     if manifest is None:
         return Manifest(**settings)
     require_compatible(manifest, index_dir)
+    if must_match:  # how rows are grouped, not how they were made: each batch may have its own
+        manifest.shard_rows = settings.get("shard_rows", manifest.shard_rows)
     for key, value in settings.items():
-        if must_match and getattr(manifest, key) != value:
+        if must_match and key != "shard_rows" and getattr(manifest, key) != value:
             raise SettingsMismatch(f"{index_dir} was built with {key}="
                                    f"{getattr(manifest, key)!r}, not {value!r}; use a new "
                                    f"index directory to change it")

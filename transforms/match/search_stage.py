@@ -1,12 +1,13 @@
 """The search stage: hashed queries against the sharded index, as a distributed join.
 
-    hashed queries ──FanOutToShards──> (shard, query) ──GroupIntoBatches──> SearchShards
-        ──> (query, hits of one shard) ──CoGroupByKey with the query──> MergeHits ──> spans
+    hashed queries ─FanOutToShards─> ((shard, bucket), query) ─GroupByKey─> SearchShards
+      ─> (query, hits of one shard) ─CoGroupByKey with the query─> MergeHits ─> spans
 
 Each query goes to every live shard; queries are grouped by shard so that a worker answers
 many with one loaded shard (``transforms.search.shards.ShardCache``: loaded once per
-process, least recently used shards out when ``max_index_memory_mb`` is reached); the hits
-of all shards meet again per query and become ranked spans. Queries the hashes could not
+process, least recently used shards out when ``max_index_memory_mb`` is reached), and
+spread over ``QUERY_BUCKETS`` groups per shard so that one shard's queries can keep several
+workers busy; the hits of all shards meet again per query and become ranked spans. Queries the hashes could not
 place go round once more for the nearest rows of each shard (the "rescue" candidates of the
 verification stage).
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -33,7 +34,7 @@ from transforms.search.query import Candidates, HashedQuery
 from transforms.search.shards import Shard, ShardRef, live_shards, shard_cache
 from transforms.search.spans import Hits, collapse_spans, rank_key
 
-QUERIES_PER_BATCH = 64  # queries answered together by one worker holding one shard
+QUERY_BUCKETS = 8  # groups a shard's queries are spread over (workers that may search it)
 
 
 class ShardQuery(NamedTuple):
@@ -69,7 +70,8 @@ class _LiveShards:
 
 
 class FanOutToShards(beam.DoFn):
-    """A hashed query → ``(shard name, (ShardRef, ShardQuery))`` for every live shard."""
+    """A hashed query → ``((shard name, bucket), (ShardRef, ShardQuery))`` for every live
+    shard; the bucket is fixed by the query, so one query meets each shard exactly once."""
 
     def __init__(self, index_dir: str, manifest: Manifest, refresh_s: float | None = None,
                  nearest: bool = False):
@@ -82,18 +84,20 @@ class FanOutToShards(beam.DoFn):
     def setup(self) -> None:
         self.live = _LiveShards(self.index_dir, self.manifest, self.refresh_s)
 
-    def process(self, query: HashedQuery) -> Iterator[tuple[str, tuple[ShardRef, ShardQuery]]]:
+    def process(self, query: HashedQuery
+                ) -> Iterator[tuple[tuple[str, int], tuple[ShardRef, ShardQuery]]]:
         if self.live.refresh():
             self.refreshes.inc()
         if not len(query.codes) and (query.pdq_codes is None or not len(query.pdq_codes)):
             return
         part = ShardQuery(query.sha256, query.codes, query.pdq_codes, self.nearest)
+        bucket = int(query.sha256[:8], 16) % QUERY_BUCKETS
         for ref in self.live.shards:
-            yield ref.name, (ref, part)
+            yield (ref.name, bucket), (ref, part)
 
 
 class SearchShards(beam.DoFn):
-    """``(shard name, [(ShardRef, ShardQuery), ...])`` → ``(sha256, (key hits, PDQ hits))``.
+    """``((shard, bucket), [(ShardRef, ShardQuery)])`` → ``(sha256, (key hits, PDQ hits))``.
 
     Shards come from the process's ``ShardCache`` (bounded by ``max_index_bytes``). With
     ``refresh_s`` (streaming) a background thread loads newly listed shards before their
@@ -137,7 +141,7 @@ class SearchShards(beam.DoFn):
                 if not self._stop.is_set() and not self.cache.holds(ref):
                     self.cache.get(ref, self.max_index_bytes, self._load)
 
-    def process(self, element: tuple[str, list[tuple[ShardRef, ShardQuery]]]
+    def process(self, element: tuple[tuple[str, int], Iterable[tuple[ShardRef, ShardQuery]]]
                 ) -> Iterator[tuple[str, tuple[Hits, Hits]]]:
         _, batch = element
         for ref, query in sorted(batch, key=lambda pair: pair[0].key):
@@ -234,7 +238,7 @@ class SearchShardedIndex(beam.PTransform):
             queries
             | f"FanOut{label}" >> beam.ParDo(FanOutToShards(
                 self.index_dir, self.manifest, self.refresh_s, nearest=nearest))
-            | f"BatchPerShard{label}" >> beam.GroupIntoBatches(QUERIES_PER_BATCH)
+            | f"ByShard{label}" >> beam.GroupByKey()
             | f"SearchShards{label}" >> beam.ParDo(SearchShards(
                 self.index_dir, self.manifest, self.radius, self.max_index_bytes,
                 self.rescue_k, self.rescue_radius, self.refresh_s))

@@ -133,10 +133,12 @@ def collapse_spans(hits: Hits, variant_names: Sequence[str], n_bits: int, top_k:
     new_video = np.r_[True, vid[1:] != vid[:-1]]
     group = np.cumsum(new_video)
     # the latest end reached so far within each video: one running maximum over all rows,
-    # each video's times lifted above the previous video's
-    lift = (group - 1) * (float(end.max() - start.min()) + 2 * gap_s + 1.0)
-    reach = np.maximum.accumulate(end + lift) - lift
-    first = new_video | np.r_[True, start[1:] - reach[:-1] > gap_s]
+    # each video's times lifted above the previous video's (in integer microseconds, so
+    # lifting and lowering are exact)
+    start_us, end_us, gap_us = _micros(start), _micros(end), round(gap_s * 1e6)
+    lift = (group - 1) * (int(end_us.max() - start_us.min()) + 2 * gap_us + 1)
+    reach = np.maximum.accumulate(end_us + lift) - lift
+    first = new_video | np.r_[True, start_us[1:] - reach[:-1] > gap_us]
     span_of = np.cumsum(first) - 1
     bounds = np.flatnonzero(first)
     dist = hits.distance[order]
@@ -162,6 +164,10 @@ def collapse_spans(hits: Hits, variant_names: Sequence[str], n_bits: int, top_k:
             variants=tuple(sorted({variant_names[v] for v in hits.variant[rows].tolist()})),
             n_frames=len(frames), score=float(score[s]), hasher=hits.hasher, frames=frames))
     return spans
+
+
+def _micros(seconds: np.ndarray) -> np.ndarray:
+    return np.round(seconds * 1e6).astype(np.int64)
 
 
 def _frames_best_first(hits: Hits, rows: np.ndarray) -> tuple[tuple[float, str], ...]:

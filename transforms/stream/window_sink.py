@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import posixpath
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -30,12 +31,21 @@ from apache_beam.metrics import Metrics
 
 from transforms.io import parquet, storage
 
+WRITERS_PER_WINDOW = 4  # files per table and window pane, written in parallel
 
-def window_file(out: str, table: str, run_id: str, start: datetime.datetime, pane: int) -> str:
-    """The final URI of one window pane's file of ``table``."""
+
+def window_file(out: str, table: str, run_id: str, start: datetime.datetime, pane: int,
+                writer: int = 0) -> str:
+    """The final URI of one window pane's file of ``table`` from one of its writers."""
     stamp = f"{start:%Y%m%dT%H%M%S}.{start.microsecond // 1000:03d}Z"
     return (f"{out.rstrip('/')}/{table}/run_date={start.date().isoformat()}/run_id={run_id}/"
-            f"part-{stamp}-p{pane}.parquet")
+            f"part-{stamp}-p{pane}-w{writer}.parquet")
+
+
+def writer_of(record: tuple, writers: int) -> int:
+    """Which of a window's writers takes a record: by its first field (the input URI), so
+    every row of one input lands in the same file."""
+    return zlib.crc32(str(record[0]).encode()) % writers
 
 
 class _WriteWindowFile(beam.DoFn):
@@ -48,9 +58,9 @@ class _WriteWindowFile(beam.DoFn):
 
     def process(self, element, window=beam.DoFn.WindowParam,
                 pane=beam.DoFn.PaneInfoParam) -> Iterator[tuple[str, int]]:
-        rows = list(element[1])
+        writer, rows = element[0], list(element[1])
         start = window.start.to_utc_datetime().replace(tzinfo=datetime.UTC)
-        uri = window_file(self.out, self.table, self.run_id, start, pane.index)
+        uri = window_file(self.out, self.table, self.run_id, start, pane.index, writer)
         with storage.created_atomically(uri) as f:
             pq.write_table(pa.Table.from_pylist(rows, schema=self.schema), f)
         self.files.inc()
@@ -58,24 +68,27 @@ class _WriteWindowFile(beam.DoFn):
 
 
 class WriteWindowedTable(beam.PTransform):
-    """Windowed NamedTuple records → one Parquet file per window pane: ``(uri, rows)`` out.
+    """Windowed NamedTuple records → Parquet files per window pane: ``(uri, rows)`` out.
 
-    All rows of a window meet at one key, so a window is one file per table: the fewest
-    files a window-per-file layout can make. At rates where one writer per window is too
-    slow, key by a shard number and add it to the name.
+    A window's rows are spread over ``writers`` keys (by input URI), so no single worker
+    has to take a whole window, and each writer writes one file per window pane; the
+    small files are merged later (``compact``).
     """
 
-    def __init__(self, out: str, table: str, schema: pa.Schema, run_id: str):
+    def __init__(self, out: str, table: str, schema: pa.Schema, run_id: str,
+                 writers: int = WRITERS_PER_WINDOW):
         super().__init__()
         self.out = out
         self.table = table
         self.schema = schema
         self.run_id = run_id
+        self.writers = writers
 
     def expand(self, records):
+        writers = self.writers
         return (
             records
-            | "OneKey" >> beam.Map(lambda r: (None, r._asdict()))
+            | "ByWriter" >> beam.Map(lambda r: (writer_of(r, writers), r._asdict()))
             | "PerWindow" >> beam.GroupByKey()
             | "WriteFile" >> beam.ParDo(
                 _WriteWindowFile(self.out, self.table, self.schema, self.run_id))

@@ -7,9 +7,9 @@ Each query goes to every live shard; queries are grouped by shard so that a work
 many with one loaded shard (``transforms.search.shards.ShardCache``: loaded once per
 process, least recently used shards out when ``max_index_memory_mb`` is reached), and
 spread over ``QUERY_BUCKETS`` groups per shard so that one shard's queries can keep several
-workers busy; the hits of all shards meet again per query and become ranked spans. Queries the hashes could not
-place go round once more for the nearest rows of each shard (the "rescue" candidates of the
-verification stage).
+workers busy; the hits of all shards meet again per query and become ranked spans. Queries
+the hashes could not place go round once more for the nearest rows of each shard (the
+"rescue" candidates of the verification stage).
 
 In a stream, ``FanOutToShards`` re-reads the manifest every ``refresh_s``: a nightly run's
 new shards get queries from then on, and ``SearchShards`` loads them in the background as

@@ -9,6 +9,7 @@ record. The results are read back from ``gs://`` with pyarrow through ``FileSyst
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -62,14 +63,23 @@ def gcs_run(gcs_bucket: str, archive: list[Path]) -> dict:
         truth[upload(gcs_bucket, f"jobs/posts/{i}_{edit}.png", png_bytes(image))] = ts
     upload(gcs_bucket, "jobs/posts/corrupt.jpg", b"\xff\xd8\xff not a jpeg")
 
-    index.run(["--archive", f"{root}/archive/", "--index", f"{root}/index",
-               "--segment_seconds", SEGMENT_S, *EMBEDDED])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        index.run(["--archive", f"{root}/archive/", "--index", f"{root}/index",
+                   "--segment_seconds", SEGMENT_S, *EMBEDDED])
     # a prefix without its trailing slash names no object: it is listed as a prefix
     args = ["--index", f"{root}/index", "--images", f"{root}/posts", "--out", f"{root}/out",
             "--verify", *RUN]
     partitions = match.run(args)
     return {"root": root, "truth": truth, "partitions": partitions, "args": args,
-            "video_uri": f"{root}/archive/news/{CLIP}"}
+            "video_uri": f"{root}/archive/news/{CLIP}", "index_metrics": metrics(printed),
+            "video_bytes": video.stat().st_size}
+
+
+def metrics(printed: io.StringIO) -> dict[str, str]:
+    """The ``name: value`` lines a job printed (``pipelines.metrics.print_metrics``)."""
+    return dict(line.strip().split(": ", 1) for line in printed.getvalue().splitlines()
+                if line.startswith("  ") and ": " in line)
 
 
 def test_index_on_gcs_lists_decodes_and_writes_manifest(gcs_run: dict) -> None:
@@ -153,3 +163,28 @@ def test_local_copies_reuse_bound_and_clean_up(gcs_bucket: str, tmp_path: Path) 
     finally:
         copies.close()
     assert not any(Path(p).exists() for p in newest)
+
+
+def test_a_remote_video_is_downloaded_once_and_a_rewrite_is_no_change(
+        gcs_bucket: str, gcs_run: dict) -> None:
+    """Every segment of the clip decodes from the probe's one download (plus the broken
+    file's one download); a storage-class rewrite (new update time and generation, same
+    bytes) is recognised by the object's CRC32C: nothing is downloaded or re-indexed."""
+    decoded = gcs_run["index_metrics"]
+    assert int(decoded["remote_bytes_copied"]) == gcs_run["video_bytes"] + 2000
+    blob = emulator_client().bucket(gcs_bucket).get_blob(f"jobs/archive/news/{CLIP}")
+    before = blob.updated
+    blob.update_storage_class("NEARLINE")
+    assert emulator_client().bucket(gcs_bucket).get_blob(
+        f"jobs/archive/news/{CLIP}").updated != before
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        manifest = index.run(["--archive", f"{gcs_run['root']}/archive/",
+                              "--index", f"{gcs_run['root']}/index", *EMBEDDED])
+    again = metrics(printed)
+    assert again["videos_touched_same_content"] == "1"
+    assert again["videos_unchanged"] == "1"
+    # the video is not downloaded at all (the broken file, retried as every dead letter is,
+    # is still in this process's copies from the first run)
+    assert again.get("remote_bytes_copied", "0") == "0"
+    assert manifest.partitions[-1].videos == 0 and manifest.partitions[-1].tombstones == 0

@@ -100,7 +100,10 @@ def _open(data: bytes) -> Image.Image:
             return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
         raise ImageError("too_large", str(error)) from error
-    except Exception as error:  # UnidentifiedImageError, and plugins' own header errors
+    except Image.UnidentifiedImageError as error:  # its message names a BytesIO's address
+        raise ImageError("decode", "not a readable image: no image format recognised"
+                         ) from error
+    except Exception as error:  # plugins' own header errors
         raise ImageError("decode", f"not a readable image: {error}") from error
 
 

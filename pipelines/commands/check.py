@@ -10,8 +10,9 @@ queried URIs. A partition without a run record is a run that was interrupted: it
 not complete, and rerunning with its ``--run_id`` replaces them.
 
 Index: every live batch's files hold the counts its manifest entry says (a missing or
-partial file shows); no URI is both indexed and dead-lettered in a batch, or indexed twice;
-and every index run's listed files are indexed, unchanged or dead-lettered
+partial file shows); its shards list each of its frames files once and hold their rows; no
+URI is both indexed and dead-lettered in a batch, or indexed twice; and every index run's
+listed files are indexed, unchanged or dead-lettered
 (``n_inputs = n_videos + n_unchanged + n_dead_letters`` in ``INDEX/runs``).
 
 Exit status 0 when everything reconciles, 1 on any mismatch (each printed on one line).
@@ -27,8 +28,15 @@ from collections.abc import Iterator, Sequence
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.match import run_partition
-from schemas.manifest import partition_dir
-from schemas.records import DEAD_LETTER_SCHEMA, MATCH_TABLES, VIDEOS_SCHEMA
+from schemas.manifest import Partition, partition_dir
+from schemas.records import (
+    DEAD_LETTER_SCHEMA,
+    FRAMES,
+    MATCH_TABLES,
+    SHARDS,
+    SHARDS_SCHEMA,
+    VIDEOS_SCHEMA,
+)
 from transforms.index.store import load_manifest
 from transforms.io import parquet, storage
 
@@ -110,6 +118,22 @@ def _check_run(record: dict, tables: dict[str, list[dict]], relist: bool) -> Ite
                    f" any more, e.g. {extra[0]}")
 
 
+def _check_shards(index_dir: str, p: Partition) -> Iterator[str]:
+    """A batch's shards hold each of its frames files once, and all the rows of the batch."""
+    shards = parquet.read_table(partition_dir(index_dir, SHARDS, p.batch_id),
+                                SHARDS_SCHEMA).to_pylist()
+    listed = [name for shard in shards for name in shard["files"]]
+    on_disk = {path.rsplit("/", 1)[-1]: parquet.count_rows_of(path) for path in
+               parquet.parquet_files(partition_dir(index_dir, FRAMES, p.batch_id))}
+    in_files = {name for name, rows in on_disk.items() if rows}
+    if len(shards) != p.shards or _duplicates(listed) or set(listed) != in_files:
+        yield (f"batch {p.batch_id}: {len(shards)} shards listing {len(listed)} files, the "
+               f"manifest says {p.shards} shards and {len(in_files)} files hold rows")
+    for shard in shards:
+        if shard["n_rows"] != sum(on_disk.get(name, 0) for name in shard["files"]):
+            yield f"batch {p.batch_id}: shard {shard['shard']} does not hold its rows"
+
+
 def check_index(index_dir: str) -> Iterator[str]:
     """The problems of an index directory, one line each."""
     manifest = load_manifest(index_dir)
@@ -130,6 +154,7 @@ def check_index(index_dir: str) -> Iterator[str]:
             yield f"batch {p.batch_id}: {dup[0]} more than once"
         if both := sorted(set(indexed) & set(dead)):
             yield f"batch {p.batch_id}: {both[0]} both indexed and dead-lettered"
+        yield from _check_shards(index_dir, p)
     for record in run_records(index_dir):
         if record["job"] != "index" or record["run_id"] not in live:
             continue  # rolled back or compacted away

@@ -21,6 +21,7 @@ setup(
         "apache-beam[gcp]==2.77.0",
         "ffmpeg-python==0.2.0",
         "google-cloud-storage>=2.14,<4",
+        "google-crc32c>=1.5",  # CRC32C of downloaded objects, compared with Cloud Storage's
         "pyarrow>=14",
         "pdqhash==0.2.8",
         "numpy>=2.0",  # np.bitwise_count

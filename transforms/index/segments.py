@@ -126,18 +126,19 @@ def frame_table(video_id: int, pts: np.ndarray, thumbs: np.ndarray, hashers: Seq
                 prune_d: int) -> tuple[pa.Table, np.ndarray]:
     """The rows of one segment (``FRAMES_SCHEMA``), and the indices of the kept frames.
 
-    A frame is kept where the whole frame's key moved (``prune``); the key of the whole
-    frame is computed for every decoded frame, since pruning needs it, everything else
-    (the other regions' keys, pHash, dHash, PDQ) only for the frames kept, which is what
-    keeps indexing close to the speed of decoding. Rows come region by region, each in time
-    order; built column by column, not row by row.
+    A frame is kept where the key of any region moved, or a row would last too long
+    (``prune``); so every region's key is computed for every decoded frame, since pruning
+    needs them, and everything else (pHash, dHash, PDQ) only for the frames kept, which is
+    what keeps indexing close to the speed of decoding. Rows come region by region, each
+    in time order; built column by column, not row by row.
     """
-    key = hashes.phash256_regions(thumbs, [preprocess.FULL])[0]
-    keep, ends = prune(pts, key, preprocess.is_flat(thumbs), prune_d)
+    all_keys = hashes.phash256_regions(thumbs, REGION_BOXES)
+    all_flat = np.stack([preprocess.is_flat(thumbs, box) for box in REGION_BOXES])
+    keep, ends = prune(pts, all_keys, all_flat, prune_d)
     kept = thumbs[keep]
     n, regions = len(keep), len(REGION_BOXES)
     extra = hashes.hash_batch(kept, hashers) if hashers else {}
-    keys = hashes.phash256_regions(kept, REGION_BOXES).reshape(regions * n, -1)
+    keys = all_keys[:, keep].reshape(regions * n, -1)
     whole = np.repeat(np.arange(regions) == WHOLE_FRAME, n)
 
     def on_whole_frame_rows(values: np.ndarray) -> np.ndarray:
@@ -157,7 +158,7 @@ def frame_table(video_id: int, pts: np.ndarray, thumbs: np.ndarray, hashers: Seq
         "ts_end": np.tile(ends, regions),
         "region": np.repeat(np.arange(regions, dtype=np.int8), n),
         "key": _fixed_binary(keys),
-        "flat": np.concatenate([preprocess.is_flat(kept, box) for box in REGION_BOXES]),
+        "flat": all_flat[:, keep].reshape(-1),
         "phash": whole_frame_only(hashes.to_uint64(extra["phash"]) if "phash" in extra
                                   else None, pa.uint64()),
         "dhash": whole_frame_only(hashes.to_uint64(extra["dhash"]) if "dhash" in extra

@@ -39,7 +39,6 @@ from transforms.search.mih import HammingIndex, nearest_rows
 from transforms.search.pdq_rows import PDQ_RADIUS, PdqRows
 from transforms.search.spans import Hits
 
-MIN_QUALITY = 50  # PDQ quality below which a frame is no search key
 READ_THREADS = 8  # a shard's files are read in parallel (object stores: latency-bound)
 
 
@@ -117,11 +116,12 @@ class Shard:
     @classmethod
     def from_frames(cls, frames: pa.Table, file: np.ndarray, files: list[str],
                     videos: Iterable[dict], hasher: str) -> Shard:
+        # every keyed row that is not flat is a search key: a row stands for the frames
+        # pruned into it, so leaving one out (say, for a low PDQ quality) would lose them
         keyed = pc.is_valid(frames.column("key")).to_numpy(zero_copy_only=False)
         codes = codes_of(frames.column("key").fill_null(bytes(32)))
-        quality = frames.column("quality").fill_null(100).to_numpy()
         flat = frames.column("flat").to_numpy(zero_copy_only=False)
-        key_rows = np.flatnonzero(keyed & (quality >= MIN_QUALITY) & ~flat)
+        key_rows = np.flatnonzero(keyed & ~flat)
         pdq = PdqRows(frames, keyless_only=True) if not keyed.all() else None
         return cls(
             hasher=hasher,

@@ -38,16 +38,24 @@ COLOUR_TOL = 16  # max channel difference still "the same flat colour" after JPE
 TEXT_CONTRAST = 64  # max channel difference of text against its bar
 NOISE_TEXTURE = 0.5  # mean |grey step| that JPEG noise alone leaves on a flat area
 PAD_CONTRAST = 2.8  # how much more textured a picture is than the blurred pads around it
+SOLIDITY = 0.8  # share of its bounding box a photo's blob fills (canvas-coloured edges cut in)
+PICTURE_TEXTURE = 4 * NOISE_TEXTURE  # mean |grey step| below which a panel is flat, no photo
 SAME_BOX = 0.015  # boxes closer than this on every side are the same variant
+
+
+ROTATIONS = (-2.0, 2.0, -4.0, 4.0)  # degrees: small tilts of a re-photographed or edited post
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A relative box (left, top, right, bottom) on the upright image, optionally mirrored."""
+    """A relative box (left, top, right, bottom) on the upright image, optionally mirrored,
+    or turned by ``angle`` degrees (counter-clockwise, as Pillow turns) and cut to the
+    largest box of its shape that the turn leaves without corners."""
 
     name: str
     box: Box
     flip: bool = False
+    angle: float = 0.0
 
 
 def query_variants(image: Image.Image, max_variants: int = 16) -> list[Variant]:
@@ -73,10 +81,30 @@ def variant_thumbnails(image: Image.Image, variants: list[Variant]) -> np.ndarra
     mirrored = ImageOps.mirror(image) if any(v.flip for v in variants) else None
     return np.stack(
         [
-            thumbnail(mirrored, _mirror(v.box)) if v.flip else thumbnail(image, v.box)
+            _turned_thumbnail(image, v) if v.angle
+            else thumbnail(mirrored, _mirror(v.box)) if v.flip else thumbnail(image, v.box)
             for v in variants
         ]
     )
+
+
+def _turned_thumbnail(image: Image.Image, variant: Variant) -> np.ndarray:
+    """The thumbnail of a variant's box turned by its angle, inside the turned corners.
+
+    A post turned by a few degrees was cut to hide its corners; turning it back leaves new
+    corners, so the thumbnail is of the largest centred box of the same shape inside them:
+    about a centre crop of the frame, which the index holds as a region.
+    """
+    w, h = image.size
+    left, top, right, bottom = variant.box
+    piece = image.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
+    pw, ph = piece.size
+    a = math.radians(abs(variant.angle))
+    keep = min(pw / (pw * math.cos(a) + ph * math.sin(a)),
+               ph / (pw * math.sin(a) + ph * math.cos(a)))
+    turned = piece.rotate(variant.angle, resample=Image.Resampling.BILINEAR)
+    margin_x, margin_y = (1 - keep) / 2, (1 - keep) / 2
+    return thumbnail(turned, (margin_x, margin_y, 1 - margin_x, 1 - margin_y))
 
 
 def _mirror(box: Box) -> Box:
@@ -86,7 +114,7 @@ def _mirror(box: Box) -> Box:
 
 def _is_new(variant: Variant, kept: list[Variant]) -> bool:
     return all(
-        other.flip != variant.flip
+        other.flip != variant.flip or other.angle != variant.angle
         or max(abs(a - b) for a, b in zip(other.box, variant.box, strict=True)) > SAME_BOX
         for other in kept
     )
@@ -145,9 +173,12 @@ class _Query:
         """The photo inside a screenshot: the largest textured rectangle on a flat canvas.
 
         The canvas colour is the commonest border colour (light or dark theme alike). Pixels
-        off that colour are text, icons and the photo; an opening with a square wider than a
-        text stroke erases text, so the largest surviving blob is the photo if it is solid,
-        rectangular, and surrounded mostly by canvas.
+        off that colour are text, icons and pictures; an opening with a square wider than a
+        text stroke erases text, so the surviving blobs are pictures and flat panels (a
+        button, a placeholder, a coloured card). The photo is the largest blob that is
+        solid, rectangular, surrounded mostly by canvas, and textured like a picture (a
+        flat panel, however large, is not the photo: a feed's next post or an ad block
+        often is bigger than the post's own picture).
         """
         if not self.analysable:
             return None
@@ -155,25 +186,27 @@ class _Query:
         canvas = _near(self.planes, _border_colour(self.planes))
         side = max(5, round(0.03 * min(rows, cols)))
         solid = ndimage.grey_opening((~canvas).view(np.uint8), size=(side, side))
-        labels, count = ndimage.label(solid)
+        # dark (or light) parts of the photo that match the canvas colour are holes in it
+        labels, count = ndimage.label(ndimage.binary_fill_holes(solid))
         if count == 0:
             return None
         sizes = np.bincount(labels.ravel())[1:]
-        biggest = int(np.argmax(sizes))
-        rows_slice, cols_slice = ndimage.find_objects(labels)[biggest]
-        box_area = (rows_slice.stop - rows_slice.start) * (cols_slice.stop - cols_slice.start)
-        inside = np.zeros_like(canvas)
-        inside[rows_slice, cols_slice] = True
-        is_photo = (
-            sizes[biggest] >= 0.08 * rows * cols
-            and box_area <= 0.85 * rows * cols
-            and sizes[biggest] >= 0.8 * box_area
-            and canvas[~inside].mean() >= 0.5
-            and canvas[inside].mean() <= 0.3
-        )
-        if not is_photo:
-            return None
-        return self.relative(cols_slice.start, rows_slice.start, cols_slice.stop, rows_slice.stop)
+        objects = ndimage.find_objects(labels)
+        for blob in np.argsort(-sizes, kind="stable").tolist():
+            if sizes[blob] < 0.08 * rows * cols:
+                return None  # the rest are smaller still
+            rows_slice, cols_slice = objects[blob]
+            box_area = (rows_slice.stop - rows_slice.start) * (cols_slice.stop - cols_slice.start)
+            inside = np.zeros_like(canvas)
+            inside[rows_slice, cols_slice] = True
+            if (box_area <= 0.85 * rows * cols
+                    and sizes[blob] >= SOLIDITY * box_area
+                    and canvas[~inside].mean() >= 0.5
+                    and canvas[inside].mean() <= 0.3
+                    and _texture(self.grey[rows_slice, cols_slice]) > PICTURE_TEXTURE):
+                return self.relative(cols_slice.start, rows_slice.start, cols_slice.stop,
+                                     rows_slice.stop)
+        return None
 
     def caption_edge(self, from_bottom: bool) -> float | None:
         """Where a caption bar at the top (or bottom) of the image ends, relatively, if any.
@@ -192,6 +225,12 @@ class _Query:
         if not depth:
             return None
         return float(self.y_edges[band.shape[1] - depth if from_bottom else depth])
+
+
+def _texture(grey: np.ndarray) -> float:
+    """Mean absolute grey step between horizontal neighbours: JPEG noise alone leaves
+    ``NOISE_TEXTURE``; a photo, even a smooth one, leaves several times that."""
+    return float(np.abs(np.diff(grey, axis=1)).mean()) if grey.shape[1] > 1 else 0.0
 
 
 def _border_colour(planes: np.ndarray) -> np.ndarray:
@@ -343,6 +382,13 @@ def _flips(query: _Query) -> Iterator[Variant]:
             yield Variant(f"{name}+flip", box, True)
 
 
+def _rotations(query: _Query) -> Iterator[Variant]:
+    """The picture (trimmed of pads) turned back by small angles either way: hashes do not
+    survive a turn of a few degrees (60-80 of 256 bits), a turn back within a degree does."""
+    for angle in ROTATIONS:
+        yield Variant(f"turn{angle:+g}", query.base, angle=angle)
+
+
 def _aspect_crops(query: _Query) -> Iterator[Variant]:
     """Centred boxes of each archive aspect inside the base box, where its shape differs."""
     left, top, right, bottom = query.base
@@ -372,6 +418,7 @@ _GENERATORS: tuple[Callable[[_Query], Iterator[Variant]], ...] = (
     _captions,
     _embedded,
     _flips,
+    _rotations,
     _aspect_crops,
     _blind_bands,
 )

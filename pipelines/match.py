@@ -31,6 +31,7 @@ from transforms.results import runs, verdicts
 from transforms.verify.stage import SURE_DISTANCE, VerifyWithStoredPictures
 
 DEFAULT_THRESHOLD = 40  # bits of the 256-bit key; the search radius adds the index's prune_d
+RESCUE_ROWS = 4  # nearest rows fetched per rescue candidate checked (rows of one span merge)
 
 
 class MatchOptions(PipelineOptions):
@@ -104,7 +105,8 @@ class MatchImages(beam.PTransform):
         candidates = hashed.hashed | "Search" >> SearchShardedIndex(
             self.index_dir, self.manifest, o.threshold + self.manifest.prune_d, o.top_k,
             o.max_index_memory_mb << 20, self.refresh_s,
-            rescue_k=o.verify_k if o.verify else 0, rescue_radius=o.rescue_radius,
+            rescue_k=RESCUE_ROWS * o.verify_k if o.verify else 0,
+            rescue_radius=o.rescue_radius,
             rescue_above=SURE_DISTANCE, rejected=rejected)
         if o.verify:
             candidates = candidates | "Verify" >> VerifyWithStoredPictures(o.verify_k)

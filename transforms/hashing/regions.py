@@ -28,3 +28,4 @@ def _regions() -> dict[int, tuple[str, Box]]:
 REGIONS = _regions()  # code -> (name, box); the code is the ``region`` column of frames
 REGION_NAMES = [name for name, _ in REGIONS.values()]  # what a manifest records
 REGION_BOXES = [box for _, box in REGIONS.values()]
+REGION_BOX_BY_NAME = {name: box for name, box in REGIONS.values()}

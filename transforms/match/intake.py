@@ -89,4 +89,4 @@ class HashQuery(beam.DoFn):
             pdq_codes = pdq_codes[good]
         yield HashedQuery(sha256, uris, image.width, image.height, names, codes[usable],
                           len(variants), query_grey(image) if self.keep_picture else None,
-                          pdq_codes, pdq_names)
+                          pdq_codes, pdq_names, {v.name: v.box for v in variants})

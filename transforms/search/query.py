@@ -26,6 +26,9 @@ class HashedQuery(NamedTuple):
     picture: np.ndarray | None  # grey picture for local-feature checks (only with --verify)
     pdq_codes: np.ndarray | None = None  # PDQ of usable variants (only for imported lists)
     pdq_variant_names: list[str] | None = None
+    # variant name -> its relative (left, top, right, bottom) box on the upright image:
+    # where the archive frame is believed to be in the post (for the verification stage)
+    variant_boxes: dict[str, tuple[float, float, float, float]] | None = None
 
 
 class Candidates(NamedTuple):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -56,18 +56,29 @@ _GRID = 8  # cells along the long side for spreading keypoints out
 _OVERSAMPLE = 4  # corners detected per keypoint kept, for the grid to choose from
 
 
-@dataclass(frozen=True)
+@dataclass
 class Features:
     """Keypoints (N, 2) float32 xy and ORB descriptors (N, 32) uint8 of a (w, h) grey picture.
 
-    ``mirror`` holds the features of the horizontally flipped picture (in its own, flipped
-    coordinates) when they were asked for: only queries need them.
+    ``mirror`` gives the features of the horizontally flipped picture (in its own, flipped
+    coordinates) when they were asked for (only queries need them). They are computed on
+    first use: most queries are verified upright, and the mirror costs as much again.
     """
 
     keypoints: np.ndarray
     descriptors: np.ndarray
     size: tuple[int, int]
-    mirror: Features | None = None
+    _mirror_source: tuple[np.ndarray, int] | None = field(default=None, repr=False,
+                                                           compare=False)
+    _mirror: Features | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mirror(self) -> Features | None:
+        if self._mirror is None and self._mirror_source is not None:
+            grey, n = self._mirror_source
+            self._mirror = features(np.ascontiguousarray(grey[:, ::-1]), n)
+            self._mirror_source = None
+        return self._mirror
 
 
 @dataclass(frozen=True)
@@ -75,8 +86,9 @@ class Verdict:
     """Outcome of ``verify``: the best similarity found and whether it counts as a match.
 
     ``scale`` and ``angle_deg`` map reference pixels to query pixels (of the mirrored query
-    when ``flipped``). A rejected pair still reports what it got to, for diagnostics:
-    ``matches`` passed the ratio test, ``spread`` is the inliers' hull / reference area.
+    when ``flipped``); ``model`` is that similarity as a 2x3 matrix (None when no model was
+    fitted). A rejected pair still reports what it got to, for diagnostics: ``matches``
+    passed the ratio test, ``spread`` is the inliers' hull / reference area.
     """
 
     inliers: int
@@ -86,6 +98,7 @@ class Verdict:
     accepted: bool
     matches: int = 0
     spread: float = 0.0
+    model: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def query_features(image: Image.Image) -> Features:
@@ -109,8 +122,7 @@ def features(grey: np.ndarray, n: int = N_FEATURES, *, mirror: bool = False) -> 
         points, descriptors = np.empty((0, 2), np.float32), np.empty((0, 32), np.uint8)
     else:
         points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
-    mirrored = features(np.ascontiguousarray(grey[:, ::-1]), n) if mirror else None
-    return Features(points, descriptors, (w, h), mirrored)
+    return Features(points, descriptors, (w, h), (grey, n) if mirror else None)
 
 
 def _spread_out(keypoints: Sequence[cv2.KeyPoint], cell: float, n: int) -> list[cv2.KeyPoint]:
@@ -138,22 +150,28 @@ def verify(
     *,
     min_inliers: int = MIN_INLIERS,
     ratio: float = 0.8,
+    mirrored_first: bool = False,
 ) -> Verdict:
     """Whether ``query`` shows ``reference`` under a plausible similarity; mirrored as fallback.
 
-    The mirror pass (when ``query.mirror`` exists) runs only if the upright pass rejects; the
-    verdict with more inliers is returned when both reject.
+    The second pass (the mirror, when ``query`` has one; or, with ``mirrored_first``, when
+    the hashes already said the post is mirrored, the upright view) runs only if the first
+    rejects; the verdict with more inliers is returned when both reject.
     """
-    verdict = _verify_once(query, reference, min_inliers, ratio, flipped=False)
-    if not verdict.accepted and query.mirror is not None:
-        mirrored = _verify_once(query.mirror, reference, min_inliers, ratio, flipped=True)
-        if mirrored.accepted or mirrored.inliers > verdict.inliers:
-            return mirrored
+    order = [(query, False), (query.mirror, True)]
+    if mirrored_first and query.mirror is not None:
+        order.reverse()
+    verdict = _verify_once(*order[0], reference, min_inliers, ratio)
+    second, flipped = order[1]
+    if not verdict.accepted and second is not None:
+        other = _verify_once(second, flipped, reference, min_inliers, ratio)
+        if other.accepted or other.inliers > verdict.inliers:
+            return other
     return verdict
 
 
 def _verify_once(
-    query: Features, reference: Features, min_inliers: int, ratio: float, *, flipped: bool
+    query: Features, flipped: bool, reference: Features, min_inliers: int, ratio: float
 ) -> Verdict:
     """One pass: ratio-test matches, a RANSAC similarity from reference to query, the checks."""
     if len(query.descriptors) < 2 or len(reference.descriptors) < 2:
@@ -182,7 +200,37 @@ def _verify_once(
         and abs(angle) <= MAX_ANGLE_DEG
         and spread >= MIN_SPREAD
     )
-    return Verdict(inliers, scale, angle, flipped, accepted, len(good), spread)
+    return Verdict(inliers, scale, angle, flipped, accepted, len(good), spread, model)
+
+
+def box_agreement(verdict: Verdict, reference: Features, query: Features,
+                  reference_box: tuple[float, float, float, float],
+                  query_box: tuple[float, float, float, float]) -> float:
+    """How well the fitted similarity maps ``reference_box`` onto ``query_box`` (both relative
+    boxes: the region of the frame that was hashed, and the box of the post that matched
+    it): the intersection over union of the mapped box and the query's, 0..1.
+
+    The hashes said where the frame should be in the post (the whole post, the picture
+    inside pads or a screenshot, the rows under a caption); the right frame lands there.
+    A neighbouring frame of a pan or a zoom is accepted by local features too (the same
+    scenery, shifted or scaled), but it lands off the box, by as much as the camera moved.
+    """
+    if verdict.model is None:
+        return 0.0
+    rw, rh = reference.size
+    qw, qh = query.size
+    left, top, right, bottom = reference_box
+    corners = np.float32([[left * rw, top * rh], [right * rw, top * rh],
+                          [right * rw, bottom * rh], [left * rw, bottom * rh]])
+    mapped = cv2.transform(corners.reshape(-1, 1, 2), verdict.model).reshape(-1, 2)
+    left, top, right, bottom = query_box
+    if verdict.flipped:  # the model maps onto the mirrored query
+        left, right = 1.0 - right, 1.0 - left
+    box = np.float32([[left * qw, top * qh], [right * qw, top * qh], [right * qw, bottom * qh],
+                      [left * qw, bottom * qh]])
+    overlap, _ = cv2.intersectConvexConvex(mapped, box)
+    union = cv2.contourArea(mapped) + cv2.contourArea(box) - overlap
+    return float(overlap / union) if union > 0 else 0.0
 
 
 def _visible_area(model: np.ndarray, query_size: tuple[int, int],

@@ -1,20 +1,31 @@
-"""The verification stage: re-check a query's best candidates with local features.
+"""The verification stage: re-check a query's candidates with local features, rank them all.
 
 Hashes cannot see through rotations, heavy or off-centre crops, or pads they were not
-trimmed of. For the first ``k`` spans the hashes found, and for queries the hashes could
-not place at all the ``k`` nearest rows, the stored reference picture of the span's best
-frame is compared with the query by ORB features and a RANSAC similarity
-(``transforms.verify.local_features``). A span is kept when the check accepts it, dropped
-when it rejects it, and kept unverified when the check cannot judge (no stored picture, or too few
-features on either side: flat or tiny pictures). A hash match within ``SURE_DISTANCE``
-bits is kept even when the check rejects it (marked ``verified = False``): local features
-miss on smooth or fast-changing pictures that the hashes place well.
+trimmed of, and they cannot tell apart the moments of a slow pan or a near-static shot,
+which hash alike. Local features can: an ORB + RANSAC similarity check
+(``transforms.verify.local_features``) of the query against a stored reference picture
+says whether the query shows that frame, and its inlier count peaks at the right frame
+when anything in the picture moves.
+
+So every candidate span is checked on several of its stored frames, not only on the one
+the hashes liked best (``SpanCheck``): the hash-best frames first, then frames spread over
+the span, then the neighbours of the best frame found so far while they improve. The
+frame with the most inliers becomes the span's moment. Queries the hashes could not place
+(or whose spans were all rejected) are rescued the same way from their nearest rows.
+
+One score ranks everything (``evidence_score``): the hash
+agreement and the local-feature agreement combined so that more of either never lowers it.
+A span is dropped when its check rejects it, unless its hash distance is within
+``SURE_DISTANCE`` bits (kept, ``verified = False``: local features miss on smooth or
+fast-changing pictures that the hashes place well); a span the check cannot judge (no
+stored picture, or too few features on either side) keeps the hashes' word.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -24,21 +35,41 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from transforms.hashing.hashes import HASHERS
+from transforms.hashing.regions import REGION_BOX_BY_NAME
 from transforms.io import parquet
 from transforms.media import pictures
 from transforms.search.query import Candidates
-from transforms.search.spans import Span, rank_key
+from transforms.search.spans import Span, rank_key, score_of
 from transforms.verify import local_features
 
 FEATURE_CACHE = 4096  # reference pictures' features kept per worker process
-REFINE_S = 3.0  # a rescued span's time is re-chosen among stored frames this close to it
-REFINE_N = 4  # at most this many neighbouring frames are checked for it
+REFINE_S = 3.0  # a rescued span's frames are looked for this far around its rows
+WINDOW_S = 10.0  # a span's frames are checked at most this far from its hash-best frame
+HASH_BEST_CHECKS = 2  # a span's frames checked first: the nearest by hash
+SPREAD_CHECKS = 3  # then frames spread evenly over the span
+MAX_CHECKS_PER_SPAN = 8  # then the best frame's neighbours, while they improve
+MAX_CHECKS_PER_QUERY = 24
+ALIKE = 0.8  # frames whose check is this strong relative to the best are indistinguishable
 SURE_DISTANCE = 24  # of 256 key bits: a hash match this close stands even if the check fails
+INLIER_SCALE = 50.0  # inliers past the acceptance floor that take a check's agreement to 63%
 
 
-def verified_score(hash_score: float, inliers: int) -> float:
-    """A verified span is at least as sure as its inliers say (25 inliers: 0.7, 75+: 0.9+)."""
-    return max(hash_score, min(1.0, 0.6 + inliers / 250))
+def evidence_score(distance: int, inliers: float | None, n_bits: int) -> float:
+    """A span's score from all its evidence: ``1 - (1 - hash) * (1 - check)``.
+
+    ``hash`` is the hashes' agreement (``score_of``: 1 at distance 0, 0 at half the bits);
+    ``check`` is the local features' agreement of an accepted check, rising from 0 at the
+    acceptance floor (``MIN_INLIERS``) towards 1: ``1 - exp(-(inliers - floor) / 50)``.
+    Either kind of evidence alone can make a span sure, both together make it surer, and
+    more of either never lowers it. Reading it: 0.9 is a hash match within 13 of 256 bits,
+    or an accepted check with ~90 inliers beside a hash match at the search radius (48
+    bits), or ~140 inliers on a rescued candidate that the hashes put at 64 bits.
+    """
+    hashed = score_of(distance, n_bits)
+    checked = 0.0 if inliers is None else 1.0 - math.exp(
+        -max(0, inliers - local_features.MIN_INLIERS) / INLIER_SCALE)
+    return 1.0 - (1.0 - hashed) * (1.0 - checked)
 
 
 class PictureRequest(NamedTuple):
@@ -52,18 +83,24 @@ class PictureRequest(NamedTuple):
 
 def picture_requests(candidates: Candidates, k: int
                      ) -> Iterator[tuple[str, PictureRequest]]:
-    """``(references file, request)`` for every picture checking these candidates reads:
-    the best frame of the first ``k`` spans, and the stored frames within ``REFINE_S`` of
-    the first ``k`` rescue candidates (among which ``_refine`` re-chooses the moment)."""
+    """``(references file, request)`` for every picture the checks of these candidates may
+    read: the stored frames of the spans (of the first ``k`` and of those after them, which
+    are checked when the first are rejected) and those within ``REFINE_S`` of the first
+    ``k`` rescue candidates."""
     sha256 = candidates.query.sha256
-    for span in candidates.spans[:k]:
-        if span.frames:
-            ts, file = span.frames[0]
-            yield file, PictureRequest(sha256, span.video_id, ts, ts)
-    for span in candidates.rescue[:k]:
-        if span.frames:
-            ts, file = span.frames[0]
-            yield file, PictureRequest(sha256, span.video_id, ts - REFINE_S, ts + REFINE_S)
+    for span, margin in itertools.chain(((s, 0.0) for s in candidates.spans),
+                                        ((s, REFINE_S) for s in candidates.rescue[:k])):
+        start, end = check_window(span, margin)
+        for file in sorted({file for _, file in span.frames}):
+            yield file, PictureRequest(sha256, span.video_id, start, end)
+
+
+def check_window(span: Span, margin: float) -> tuple[float, float]:
+    """The times whose stored frames may be checked for a span: the span (widened by
+    ``margin``), at most ``WINDOW_S`` either side of its hash-best frame, so a span of a
+    long static shot costs a bounded read."""
+    return (max(span.ts_start - margin, span.ts_best - WINDOW_S),
+            min(span.ts_end + margin, span.ts_best + WINDOW_S))
 
 
 class ReadPictures(beam.DoFn):
@@ -98,109 +135,196 @@ class ReadPictures(beam.DoFn):
             yield sha256, found
 
 
+class Outcome(NamedTuple):
+    """What checking one span found: the span as it stands after the check, or None if
+    the check rejected it (or, for a rescue candidate, could not judge it)."""
+
+    span: Span | None
+    accepted: bool
+    judged: bool  # the check had enough features on both sides to say yes or no
+
+
+class Check(NamedTuple):
+    """One stored frame checked: the verdict and how well its geometry agrees with the
+    boxes the query analysis found (``local_features.box_agreement``)."""
+
+    verdict: local_features.Verdict
+    agreement: float
+
+    @property
+    def strength(self) -> float:
+        """Inliers in agreement: what picks a span's frame and scores the span."""
+        return self.verdict.inliers * self.agreement
+
+
+class SpanCheck:
+    """Checks the stored frames of one query's spans, within a budget of checks.
+
+    Holds the query's features and boxes (where the analysis of the post says the frame
+    may be: the whole post, the picture inside pads or a screenshot, the rows under a
+    caption), the stored pictures read for the query, and the worker's cache of reference
+    features (shared across queries: the same frames come back).
+    """
+
+    def __init__(self, query: local_features.Features, boxes: Iterable[tuple[float, ...]],
+                 stored: dict[tuple[int, float], bytes], cache: OrderedDict, counters: dict,
+                 budget: int = MAX_CHECKS_PER_QUERY):
+        self.query = query
+        self.boxes = sorted({(0.0, 0.0, 1.0, 1.0), *(tuple(b) for b in boxes)})
+        self.stored = stored
+        self.cache = cache
+        self.counters = counters
+        self.budget = budget
+        times: dict[int, list[float]] = {}
+        for vid, ts in stored:
+            times.setdefault(vid, []).append(ts)
+        self.times = {vid: np.sort(np.asarray(ts)) for vid, ts in times.items()}
+
+    def reference(self, key: tuple[int, float]) -> local_features.Features | None:
+        """Features of a stored picture, cached across the worker's queries."""
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        jpeg = self.stored.get(key)
+        if jpeg is None:
+            return None
+        found = local_features.features(pictures.decode_reference(jpeg))
+        self.cache[key] = found
+        if len(self.cache) > FEATURE_CACHE:
+            self.cache.popitem(last=False)
+        return found
+
+    def _verdict(self, span: Span, ts: float) -> Check | None:
+        """The check of one stored frame, or None when it cannot judge (no picture, too few
+        features on either side) or the budget is spent."""
+        reference = self.reference((span.video_id, ts))
+        if reference is None or self.budget <= 0 or min(
+                len(self.query.keypoints), len(reference.keypoints)) < local_features.MIN_INLIERS:
+            return None
+        self.budget -= 1
+        self.counters["checked"].inc()
+        verdict = local_features.verify(self.query, reference,
+                                        mirrored_first=span.variant.endswith("+flip"))
+        if not verdict.accepted:
+            return Check(verdict, 0.0)
+        regions = {(0.0, 0.0, 1.0, 1.0), REGION_BOX_BY_NAME.get(span.region, (0.0, 0.0, 1.0, 1.0))}
+        query = self.query.mirror if verdict.flipped else self.query
+        return Check(verdict, max(local_features.box_agreement(verdict, reference, query, r, b)
+                                  for r in regions for b in self.boxes))
+
+    def check(self, span: Span, margin: float = 0.0) -> Outcome:
+        """The span's best-agreeing stored frame becomes its moment (``ts_best``)."""
+        start, end = check_window(span, margin)
+        times = self.times.get(span.video_id, np.zeros(0))
+        times = times[(times >= start) & (times <= end)]
+        if not len(times):
+            return Outcome(span, False, False)
+        verdicts: dict[float, Check | None] = {}
+
+        def look(ts: float) -> None:
+            if ts not in verdicts and len(verdicts) < MAX_CHECKS_PER_SPAN:
+                verdicts[ts] = self._verdict(span, ts)
+
+        for ts, _ in span.frames[:HASH_BEST_CHECKS]:
+            look(ts)
+        for ts in times[np.linspace(0, len(times) - 1, SPREAD_CHECKS + 2).round().astype(int)
+                        [1:-1]].tolist():
+            look(float(ts))
+        while len(verdicts) < MAX_CHECKS_PER_SPAN:  # climb towards more inliers
+            best = _best(verdicts)
+            if best is None:
+                break
+            at = int(np.searchsorted(times, best))
+            unseen = [float(times[i]) for i in (at - 1, at + 1) if 0 <= i < len(times)
+                      and float(times[i]) not in verdicts]
+            if not unseen:
+                break
+            for ts in unseen:
+                look(ts)
+        judged = {ts: v for ts, v in verdicts.items() if v is not None}
+        if not judged:
+            return Outcome(span, False, False)
+        best = _best(verdicts)
+        if best is None:  # every frame checked rejected it
+            self.counters["rejected"].inc()
+            strongest = max(c.verdict.inliers for c in judged.values())
+            if margin == 0.0 and span.distance <= SURE_DISTANCE:
+                return Outcome(dataclasses.replace(span, verified=False,
+                                                   inliers=strongest), False, True)
+            return Outcome(None, False, True)
+        self.counters["accepted"].inc()
+        inliers = judged[best].verdict.inliers
+        strength = judged[best].strength
+        start, end = min(span.ts_start, best), max(span.ts_end, best)
+        if margin:  # a rescued candidate: the frames that verify about as well as the best
+            alike = [ts for ts, c in judged.items()
+                     if c.verdict.accepted and c.strength >= ALIKE * strength]
+            later = times[times > max(alike)]
+            start = min(alike)
+            end = max(max(alike), float(later[0]) - 1e-3) if len(later) else max(alike)
+        return Outcome(dataclasses.replace(
+            span, ts_best=best, ts_start=start, ts_end=end, verified=True, inliers=inliers,
+            score=evidence_score(span.distance, strength, HASHERS[span.hasher].bits)),
+            True, True)
+
+
+def _best(checks: dict[float, Check | None]) -> float | None:
+    """The accepted frame of the greatest strength (the earliest of equals), or None."""
+    accepted = [(c.strength, -ts) for ts, c in checks.items()
+                if c is not None and c.verdict.accepted]
+    return -max(accepted)[1] if accepted else None
+
+
 class VerifyCandidates(beam.DoFn):
     """``(sha256, {candidates, pictures})`` → Candidates whose spans passed (or could not be
-    given) the check, against the stored pictures read for them."""
+    given) the check, re-ranked by all the evidence, against the stored pictures read for
+    them."""
 
     def __init__(self, k: int):
         self.k = k
-        self.checked = Metrics.counter("verify", "spans_checked")
-        self.accepted = Metrics.counter("verify", "spans_accepted")
-        self.rejected = Metrics.counter("verify", "spans_rejected")
+        self.counters = {name: Metrics.counter("verify", f"spans_{name}")
+                         for name in ("checked", "accepted", "rejected")}
         self.rescued = Metrics.counter("verify", "queries_rescued")
         self.verify_ms = Metrics.distribution("verify", "verify_ms_per_query")
 
     def setup(self) -> None:
         self._features: OrderedDict[tuple[int, float], local_features.Features] = OrderedDict()
 
-    def reference_features(self, key: tuple[int, float]) -> local_features.Features | None:
-        """Features of a stored picture among this element's, cached across elements."""
-        if key in self._features:
-            self._features.move_to_end(key)
-            return self._features[key]
-        jpeg = self.pictures.get(key)
-        if jpeg is None:
-            return None
-        features = local_features.features(pictures.decode_reference(jpeg))
-        self._features[key] = features
-        if len(self._features) > FEATURE_CACHE:
-            self._features.popitem(last=False)
-        return features
-
     def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Candidates]:
         _, grouped = element
         (candidates,) = grouped["candidates"]
-        self.pictures = {(vid, ts): jpeg for found in grouped["pictures"]
-                         for vid, ts, jpeg in found}
-        times: dict[int, list[float]] = {}
-        for vid, ts in self.pictures:
-            times.setdefault(vid, []).append(ts)
-        self.times = {vid: np.sort(np.asarray(ts)) for vid, ts in times.items()}
         query = candidates.query
         if query.picture is None or not (candidates.spans or candidates.rescue):
             yield candidates
             return
         began = time.monotonic()
-        query_features = local_features.features(query.picture, local_features.QUERY_FEATURES,
-                                                 mirror=True)
-        kept = [self._check(query_features, span) for span in candidates.spans[: self.k]]
-        kept += candidates.spans[self.k:]
-        rescued = []
-        if not any(kept):  # nothing the hashes found survived: try the nearest rows
-            seen = {(s.video_id, s.ts_best) for s in candidates.spans}
-            rescued = [self._refine(query_features, self._check(query_features, span, True))
-                       for span in candidates.rescue[: self.k]
-                       if (span.video_id, span.ts_best) not in seen]
-        spans = [s for s in kept + rescued if s is not None]
-        if any(rescued):
-            self.rescued.inc()
-        spans.sort(key=rank_key)
-        self.verify_ms.update(int((time.monotonic() - began) * 1000))
-        yield Candidates(query, spans, [])
-
-    def _refine(self, query: local_features.Features, span: Span | None) -> Span | None:
-        """A rescued span's moment, re-chosen by local features among the stored frames
-        around it: its hashes were far from every frame, so the nearest by hash is often
-        another moment of the same pan or zoom. The span becomes the best frame's row."""
-        if span is None:
-            return None
-        times = self.times.get(span.video_id, np.zeros(0))
-        near = times[np.abs(times - span.ts_best) <= REFINE_S]
-        near = near[np.argsort(np.abs(near - span.ts_best), kind="stable")][1:REFINE_N + 1]
-        best, best_inliers = span.ts_best, span.inliers or 0
-        for ts in near.tolist():
-            reference = self.reference_features((span.video_id, ts))
-            if reference is None or len(reference.keypoints) < local_features.MIN_INLIERS:
+        stored = {(vid, ts): jpeg for found in grouped["pictures"] for vid, ts, jpeg in found}
+        check = SpanCheck(local_features.features(query.picture, local_features.QUERY_FEATURES,
+                                                  mirror=True),
+                          (query.variant_boxes or {}).values(), stored, self._features,
+                          self.counters)
+        kept: list[Span] = []
+        accepted = sure = False
+        for i, span in enumerate(candidates.spans):
+            if i >= self.k and accepted:  # the rest keep the hashes' word, ranked below
+                kept.append(span)
                 continue
-            self.checked.inc()
-            verdict = local_features.verify(query, reference)
-            if verdict.accepted and verdict.inliers > best_inliers:
-                best, best_inliers = ts, verdict.inliers
-        if best == span.ts_best:
-            return span
-        later = times[times > best]
-        end = float(later[0]) - 1e-3 if len(later) else best  # the row ends before the next
-        return dataclasses.replace(span, ts_best=best, ts_start=best, ts_end=max(best, end),
-                                   inliers=best_inliers,
-                                   score=verified_score(span.score, best_inliers))
-
-    def _check(self, query: local_features.Features, span: Span, rescue: bool = False
-               ) -> Span | None:
-        reference = self.reference_features((span.video_id, span.ts_best))
-        if reference is None or min(len(query.keypoints),
-                                    len(reference.keypoints)) < local_features.MIN_INLIERS:
-            return None if rescue else span  # cannot judge: the hashes' word stands
-        self.checked.inc()
-        verdict = local_features.verify(query, reference)
-        if not verdict.accepted:
-            self.rejected.inc()
-            if not rescue and span.distance <= SURE_DISTANCE:
-                return dataclasses.replace(span, verified=False, inliers=verdict.inliers)
-            return None
-        self.accepted.inc()
-        return dataclasses.replace(span, verified=True, inliers=verdict.inliers,
-                                   score=verified_score(span.score, verdict.inliers))
-
+            outcome = check.check(span)
+            accepted |= outcome.accepted
+            if outcome.span is not None:
+                kept.append(outcome.span)
+                sure |= outcome.span.distance <= SURE_DISTANCE
+        if not accepted and not sure:  # nothing placed for sure: try the nearest rows
+            seen = {(s.video_id, s.ts_best) for s in candidates.spans}
+            rescued = [check.check(span, REFINE_S) for span in candidates.rescue[: self.k]
+                       if (span.video_id, span.ts_best) not in seen]
+            found = [o.span for o in rescued if o.accepted]
+            if found:
+                self.rescued.inc()
+                kept += found
+        kept.sort(key=rank_key)
+        self.verify_ms.update(int((time.monotonic() - began) * 1000))
+        yield Candidates(query, kept, [])
 
 
 class VerifyWithStoredPictures(beam.PTransform):

@@ -144,7 +144,7 @@ def main(profile: str = "bench", work: Path = WORK, index_dir: Path | None = Non
     fixed, _ = run_match(index_dir, single, work / "match-out-one")
     fixed_load = load()
     arms = {}
-    for name, flags in (("hash-only", []), ("--verify", ["--verify"])):
+    for name, flags in (("--fast", ["--fast"]), ("default", [])):
         out = work / f"match-out-{name.strip('-')}"
         seconds, dist = run_match(index_dir, images, out, *flags)
         arms[name] = (seconds, dist, recall(out, labels, videos), load())

@@ -46,15 +46,20 @@ class MatchOptions(PipelineOptions):
                             help="Query variants hashed per image (cost bound).")
         parser.add_argument("--max_pixels", type=int, default=50_000_000,
                             help="Images with more pixels are refused (decompression bombs).")
-        parser.add_argument("--verify", action="store_true",
-                            help="Re-check the best candidates with local features (ORB + "
-                                 "RANSAC) against the index's stored pictures; also rescues "
-                                 "queries whose hashes matched nothing.")
+        parser.add_argument("--fast", dest="verify", action="store_false", default=True,
+                            help="Hashes only: skip the local-feature check (faster; finds "
+                                 "fewer rotated and cropped posts, and the moment less often "
+                                 "in slow pans and near-static shots).")
+        parser.add_argument("--verify", dest="verify", action="store_true",
+                            help="Re-check the candidates with local features (ORB + RANSAC) "
+                                 "against the index's stored pictures, choose the moment by "
+                                 "them, and rescue queries the hashes could not place: the "
+                                 "default (the flag is kept for scripts that name it).")
         parser.add_argument("--verify_k", type=int, default=3,
-                            help="Candidates re-checked per query with --verify.")
+                            help="Spans re-checked per query (more when these are rejected).")
         parser.add_argument("--rescue_radius", type=int, default=100,
-                            help="With --verify, how far (bits) the nearest rows of an "
-                                 "unmatched query may be to be re-checked.")
+                            help="How far (bits) the nearest rows of an unplaced query may "
+                                 "be to be re-checked.")
         parser.add_argument("--no_rematch", action="store_true",
                             help="Do not re-match earlier runs' unmatched images (in --out) "
                                  "against the index batches added since they ran.")

@@ -171,7 +171,7 @@ def test_index_and_match_on_portable_runner_equal_embedded(
         assert rows(only_batch(remote / "index", table), drop=("batch_id",)) == expected, table
     assert rows(only_batch(remote / "index", "frames"))
 
-    match_args = ["--index", str(embedded / "index"), "--images", str(images), "--verify",
+    match_args = ["--index", str(embedded / "index"), "--images", str(images),
                   *MATCH_RUN]
     match.run([*match_args, "--out", str(embedded / "out"), *EMBEDDED])
     launch("match", [*match_args, "--out", str(remote / "out"), *portable["flags"]],

@@ -85,7 +85,7 @@ def run(argv: list[str] | None = None) -> int:
     labels = post_images(archive, work / "posts")
     print("== 4. framematch match")
     match.run(["--index", str(work / "index"), "--images", str(work / "posts"),
-               "--out", str(work / "results"), "--run_id", "demo", "--verify", *EMBEDDED,
+               "--out", str(work / "results"), "--run_id", "demo", *EMBEDDED,
                *beam_args])
     rows = ds.dataset(work / "results" / "matches", format="parquet",
                       partitioning="hive").to_table().to_pylist()

@@ -9,9 +9,11 @@ when anything in the picture moves.
 
 So every candidate span is checked on several of its stored frames, not only on the one
 the hashes liked best (``SpanCheck``): the hash-best frames first, then frames spread over
-the span, then the neighbours of the best frame found so far while they improve. The
-frame with the most inliers becomes the span's moment. Queries the hashes could not place
-(or whose spans were all rejected) are rescued the same way from their nearest rows.
+the span, then, around the strongest so far, frames at half the distance each time (the
+inliers rise towards the true moment, even where the check still rejects). The frame with
+the most inliers in agreement with the post's geometry becomes the span's moment. Queries
+the hashes could not place (or whose spans were all rejected) are rescued the same way
+from their nearest rows.
 
 One score ranks everything (``evidence_score``): the hash
 agreement and the local-feature agreement combined so that more of either never lowers it.
@@ -48,7 +50,7 @@ REFINE_S = 3.0  # a rescued span's frames are looked for this far around its row
 WINDOW_S = 10.0  # a span's frames are checked at most this far from its hash-best frame
 HASH_BEST_CHECKS = 2  # a span's frames checked first: the nearest by hash
 SPREAD_CHECKS = 3  # then frames spread evenly over the span
-MAX_CHECKS_PER_SPAN = 8  # then the best frame's neighbours, while they improve
+MAX_CHECKS_PER_SPAN = 10  # then frames around the strongest, closer each time
 MAX_CHECKS_PER_QUERY = 24
 ALIKE = 0.8  # frames whose check is this strong relative to the best are indistinguishable
 SURE_DISTANCE = 24  # of 256 key bits: a hash match this close stands even if the check fails
@@ -64,7 +66,7 @@ def evidence_score(distance: int, inliers: float | None, n_bits: int) -> float:
     Either kind of evidence alone can make a span sure, both together make it surer, and
     more of either never lowers it. Reading it: 0.9 is a hash match within 13 of 256 bits,
     or an accepted check with ~90 inliers beside a hash match at the search radius (48
-    bits), or ~140 inliers on a rescued candidate that the hashes put at 64 bits.
+    bits), or ~105 inliers on a rescued candidate that the hashes put at 64 bits.
     """
     hashed = score_of(distance, n_bits)
     checked = 0.0 if inliers is None else 1.0 - math.exp(
@@ -225,22 +227,26 @@ class SpanCheck:
             if ts not in verdicts and len(verdicts) < MAX_CHECKS_PER_SPAN:
                 verdicts[ts] = self._verdict(span, ts)
 
+        def nearest(ts: float) -> float:
+            return float(times[np.abs(times - ts).argmin()])
+
         for ts, _ in span.frames[:HASH_BEST_CHECKS]:
             look(ts)
-        for ts in times[np.linspace(0, len(times) - 1, SPREAD_CHECKS + 2).round().astype(int)
-                        [1:-1]].tolist():
-            look(float(ts))
-        while len(verdicts) < MAX_CHECKS_PER_SPAN:  # climb towards more inliers
-            best = _best(verdicts)
-            if best is None:
+        first, last = float(times[0]), float(times[-1])
+        for ts in np.linspace(first, last, SPREAD_CHECKS + 2)[1:-1].tolist():
+            look(nearest(ts))
+        # climb towards the strongest frame, halving the step: inliers rise towards the
+        # true moment even where the check still rejects
+        step = (last - first) / (SPREAD_CHECKS + 1) / 2
+        while len(verdicts) < MAX_CHECKS_PER_SPAN and step > 0:
+            at = _strongest(verdicts)
+            if at is None:
                 break
-            at = int(np.searchsorted(times, best))
-            unseen = [float(times[i]) for i in (at - 1, at + 1) if 0 <= i < len(times)
-                      and float(times[i]) not in verdicts]
-            if not unseen:
-                break
-            for ts in unseen:
+            for ts in (nearest(at - step), nearest(at + step)):
                 look(ts)
+            if step < np.diff(times).min(initial=np.inf):
+                break
+            step /= 2
         judged = {ts: v for ts, v in verdicts.items() if v is not None}
         if not judged:
             return Outcome(span, False, False)
@@ -266,6 +272,16 @@ class SpanCheck:
             span, ts_best=best, ts_start=start, ts_end=end, verified=True, inliers=inliers,
             score=evidence_score(span.distance, strength, HASHERS[span.hasher].bits)),
             True, True)
+
+
+def _strongest(checks: dict[float, Check | None]) -> float | None:
+    """Where to climb from: the best accepted frame, else the rejected one with the most
+    inliers (the earliest of equals), else None."""
+    best = _best(checks)
+    if best is not None:
+        return best
+    judged = [(c.verdict.inliers, -ts) for ts, c in checks.items() if c is not None]
+    return -max(judged)[1] if judged else None
 
 
 def _best(checks: dict[float, Check | None]) -> float | None:

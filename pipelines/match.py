@@ -114,7 +114,7 @@ class MatchImages(beam.PTransform):
             rescue_radius=o.rescue_radius,
             rescue_above=SURE_DISTANCE, rejected=rejected)
         if o.verify:
-            candidates = candidates | "Verify" >> VerifyWithStoredPictures(o.verify_k)
+            candidates = candidates | "Verify" >> VerifyWithStoredPictures(o.verify_k, o.threshold)
         answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
             o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
         )).with_outputs(QUERIES, main="matches")

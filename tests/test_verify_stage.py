@@ -62,7 +62,7 @@ def check_for(query: HashedQuery, pictures_: dict) -> SpanCheck:
     features = local_features.features(query.picture, local_features.QUERY_FEATURES,
                                        mirror=True)
     return SpanCheck(features, query.variant_boxes.values(), pictures_, OrderedDict(),
-                     counters())
+                     counters(), unverified_distance=40)
 
 
 @pytest.mark.parametrize("edit", ["crop", "jpeg_resize", "caption"])
@@ -93,7 +93,7 @@ def test_a_rejected_span_leaves_the_query_to_the_rescue(
     beyond_k = span(bunny_id, [sorted(t for _, t in bunny)[40]], 0.0, 5.0, distance=46)
     near = min((t for _, t in found), key=lambda t: abs(t - 1.8))
     rescue = span(video_id, [near], near, near, distance=70)
-    fn = VerifyCandidates(k=1)
+    fn = VerifyCandidates(k=1, unverified_distance=40)
     fn.setup()
     element = (query.sha256, {
         "candidates": [Candidates(query, [wrong, beyond_k], [rescue])],

@@ -19,12 +19,12 @@ from transforms.hashing import hashes
 from transforms.hashing.variants import query_variants, variant_thumbnails
 from transforms.match.answer import failed
 from transforms.media import preprocess
-from transforms.media.images import ImageError, load_image, read_bytes
+from transforms.media.images import ImageError, load_post, read_bytes
 from transforms.media.pictures import query_grey
 from transforms.search.pdq_rows import PDQ_MIN_QUALITY
 from transforms.search.query import HashedQuery
 
-DRAFT_SIDE = 1024  # large JPEG posts are decoded at a DCT scale keeping both sides >= this
+WORK_SIDE = 640  # long side of the copy of a post that variants and pictures are cut from
 
 
 class FingerprintQuery(beam.DoFn):
@@ -67,8 +67,8 @@ class HashQuery(beam.DoFn):
         uris = sorted(set(uris))
         began = time.monotonic()
         try:
-            image = load_image(read_bytes(uris[0]), max_pixels=self.max_pixels,
-                               draft_side=DRAFT_SIDE)
+            image, (width, height) = load_post(read_bytes(uris[0]),
+                                               max_pixels=self.max_pixels, work_side=WORK_SIDE)
         except ImageError as e:
             for uri in uris:
                 yield from failed(uri, sha256, e.stage, str(e), self.run_id, self.sidecar)
@@ -87,6 +87,6 @@ class HashQuery(beam.DoFn):
             good = quality >= PDQ_MIN_QUALITY
             pdq_names = [n for n, g in zip(names, good, strict=True) if g]
             pdq_codes = pdq_codes[good]
-        yield HashedQuery(sha256, uris, image.width, image.height, names, codes[usable],
+        yield HashedQuery(sha256, uris, width, height, names, codes[usable],
                           len(variants), query_grey(image) if self.keep_picture else None,
                           pdq_codes, pdq_names, {v.name: v.box for v in variants})

@@ -10,6 +10,7 @@ the stage that failed, so a batch job can count and report bad inputs instead of
 from __future__ import annotations
 
 import io
+import math
 import threading
 import warnings
 from typing import Literal
@@ -68,28 +69,55 @@ def load_image(data: bytes, *, max_pixels: int = 50_000_000,
 
     With ``draft_side``, a JPEG larger than that is decoded at the smallest 1/2, 1/4 or 1/8
     DCT scale that keeps both sides at least ``draft_side`` (libjpeg's own downscaling, a
-    few times cheaper than a full decode): the matcher's thumbnails are 128 px and its
-    feature pictures 480 px, so a 4000 px photo needs no full decode.
+    few times cheaper than a full decode).
 
     The size in the header is checked against ``max_pixels`` before any pixel is decoded
     (Pillow's own ``MAX_IMAGE_PIXELS`` still applies on top). Truncated files are errors, not
     grey-padded pictures: this relies on ``ImageFile.LOAD_TRUNCATED_IMAGES`` staying at its
     default, False, which this module checks rather than overrides (it is process-global).
     """
+    return _decode(data, max_pixels, draft_side and (draft_side, draft_side))[0]
+
+
+def load_post(data: bytes, *, max_pixels: int = 50_000_000, work_side: int = 640
+              ) -> tuple[Image.Image, tuple[int, int]]:
+    """A posted image as the matcher works on it, and the post's own (upright) size.
+
+    The matcher needs a few 128 px thumbnails and a picture of ~480 px, never the full
+    resolution of a 12-megapixel photo: the post is decoded at a JPEG DCT scale (other
+    formats in full), then reduced by an integer factor (an exact box average) so that its
+    long side is ``work_side`` or a little more. Both steps are area averages, like the
+    canonical thumbnail's resample, so the key hash of the copy's thumbnail is the post's.
+    """
+    image, scale = _decode(data, max_pixels, None, long_side=2 * work_side)
+    size = (round(image.width * scale), round(image.height * scale))
+    factor = max(1, max(image.size) // work_side)
+    return (image.reduce(factor) if factor > 1 else image), size
+
+
+def _decode(data: bytes, max_pixels: int, draft: tuple[int, int] | None,
+            long_side: int | None = None) -> tuple[Image.Image, float]:
+    """The upright RGB picture and the factor its size was divided by at decoding (1 unless
+    a JPEG was decoded at a DCT scale: to ``draft``, or to a long side >= ``long_side``)."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("ImageFile.LOAD_TRUNCATED_IMAGES is set: truncated images would pass")
     image = _open(data)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError("too_large", f"{width}x{height} is over the limit of {max_pixels} pixels")
-    if draft_side and image.format == "JPEG" and min(width, height) > 2 * draft_side:
-        image.draft("RGB", (draft_side, draft_side))
+    if image.format == "JPEG":
+        if long_side and max(width, height) >= 2 * long_side:
+            keep = long_side / max(width, height)
+            image.draft("RGB", (math.ceil(width * keep), math.ceil(height * keep)))
+        elif draft and min(width, height) > 2 * min(draft):
+            image.draft("RGB", draft)
     try:
         image.load()  # decodes the first frame only; later frames of an animation are ignored
+        scale = width / image.size[0]
         picture = to_rgb(_upright(image))
     except Exception as error:  # decoders raise OSError, SyntaxError, ValueError, EOFError...
         raise ImageError("decode", f"corrupt or truncated image: {error}") from error
-    return picture
+    return picture, scale
 
 
 def _open(data: bytes) -> Image.Image:

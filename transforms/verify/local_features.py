@@ -99,6 +99,16 @@ class Verdict:
     matches: int = 0
     spread: float = 0.0
     model: np.ndarray | None = field(default=None, repr=False, compare=False)
+    clustered: bool = False  # a plausible geometry, but on too small a part of the frame
+
+    @property
+    def conclusive(self) -> bool:
+        """Whether the verdict says something either way. It does not when too few features
+        matched to fit any geometry (a smooth still, a featureless picture), nor when a
+        plausible geometry holds on one small cluster of the frame: the rest of the frame
+        may agree or not (a smooth photo's few corners bunch up; so does a shared word on
+        two title cards). The hashes' word decides those."""
+        return self.accepted or (self.matches >= MIN_INLIERS and not self.clustered)
 
 
 def query_features(image: Image.Image) -> Features:
@@ -193,14 +203,15 @@ def _verify_once(
     scale = math.hypot(model[0, 0], model[1, 0])
     angle = math.degrees(math.atan2(model[1, 0], model[0, 0]))
     spread = _spread(source[inlier], _visible_area(model, query.size, reference.size))
-    accepted = (
+    coherent = (
         inliers >= min_inliers
         and inliers >= MIN_INLIER_RATIO * len(good)
         and SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]
         and abs(angle) <= MAX_ANGLE_DEG
-        and spread >= MIN_SPREAD
     )
-    return Verdict(inliers, scale, angle, flipped, accepted, len(good), spread, model)
+    accepted = coherent and spread >= MIN_SPREAD
+    return Verdict(inliers, scale, angle, flipped, accepted, len(good), spread, model,
+                   clustered=coherent and not accepted)
 
 
 def box_agreement(verdict: Verdict, reference: Features, query: Features,

@@ -20,7 +20,8 @@ agreement and the local-feature agreement combined so that more of either never 
 A span is dropped when its check rejects it, unless its hash distance is within
 ``SURE_DISTANCE`` bits (kept, ``verified = False``: local features miss on smooth or
 fast-changing pictures that the hashes place well); a span the check cannot judge (no
-stored picture, or too few features on either side) keeps the hashes' word.
+stored picture, too few features on either side, or too few matching features to fit any
+geometry, as on a smooth still) keeps the hashes' word.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from transforms.verify import local_features
 FEATURE_CACHE = 4096  # reference pictures' features kept per worker process
 REFINE_S = 3.0  # a rescued span's frames are looked for this far around its rows
 WINDOW_S = 10.0  # a span's frames are checked at most this far from its hash-best frame
+NEAR_S = 0.6  # pictures are read this close to the hash-best and the spread frames
+PER_TARGET = 6  # at most this many per such frame (the nearest)
 HASH_BEST_CHECKS = 2  # a span's frames checked first: the nearest by hash
 SPREAD_CHECKS = 3  # then frames spread evenly over the span
 MAX_CHECKS_PER_SPAN = 10  # then frames around the strongest, closer each time
@@ -75,26 +78,31 @@ def evidence_score(distance: int, inliers: float | None, n_bits: int) -> float:
 
 
 class PictureRequest(NamedTuple):
-    """The stored pictures of one video between two times that one query's check reads."""
+    """Stored pictures of one video that one query's check reads: those within ``NEAR_S``
+    of each of ``targets`` (at most ``PER_TARGET`` each), between ``start`` and ``end``."""
 
     sha256: str
     video_id: int
     start: float
     end: float
+    targets: tuple[float, ...]
 
 
 def picture_requests(candidates: Candidates, k: int
                      ) -> Iterator[tuple[str, PictureRequest]]:
     """``(references file, request)`` for every picture the checks of these candidates may
-    read: the stored frames of the spans (of the first ``k`` and of those after them, which
-    are checked when the first are rejected) and those within ``REFINE_S`` of the first
-    ``k`` rescue candidates."""
+    read: around the hash-best frames of each span and at points spread over it (the spans
+    after the first ``k`` too: they are checked when the first are rejected), and the same
+    within ``REFINE_S`` of the first ``k`` rescue candidates. A query reads a bounded
+    number of pictures, however long its spans."""
     sha256 = candidates.query.sha256
     for span, margin in itertools.chain(((s, 0.0) for s in candidates.spans),
                                         ((s, REFINE_S) for s in candidates.rescue[:k])):
         start, end = check_window(span, margin)
+        targets = tuple(sorted({*(ts for ts, _ in span.frames[:HASH_BEST_CHECKS]),
+                                *np.linspace(start, end, SPREAD_CHECKS + 2)[1:-1].tolist()}))
         for file in sorted({file for _, file in span.frames}):
-            yield file, PictureRequest(sha256, span.video_id, start, end)
+            yield file, PictureRequest(sha256, span.video_id, start, end, targets)
 
 
 def check_window(span: Span, margin: float) -> tuple[float, float]:
@@ -103,6 +111,11 @@ def check_window(span: Span, margin: float) -> tuple[float, float]:
     long static shot costs a bounded read."""
     return (max(span.ts_start - margin, span.ts_best - WINDOW_S),
             min(span.ts_end + margin, span.ts_best + WINDOW_S))
+
+
+def wanted(request: PictureRequest, video_id: int, ts: float) -> bool:
+    return (video_id == request.video_id and request.start <= ts <= request.end
+            and any(abs(ts - t) <= NEAR_S for t in request.targets))
 
 
 class ReadPictures(beam.DoFn):
@@ -130,11 +143,14 @@ class ReadPictures(beam.DoFn):
         rows = list(zip(*(table.column(c).to_pylist() for c in ("video_id", "ts_start", "jpeg")),
                         strict=True))
         for sha256, group in itertools.groupby(sorted(requests), key=lambda r: r.sha256):
-            wanted = list(group)
-            found = [(vid, ts, jpeg) for vid, ts, jpeg in rows
-                     if any(r.video_id == vid and r.start <= ts <= r.end for r in wanted)]
+            found: dict[tuple[int, float], bytes] = {}
+            for request in group:
+                near = [(vid, ts, jpeg) for vid, ts, jpeg in rows if wanted(request, vid, ts)]
+                for target in request.targets:
+                    near.sort(key=lambda row, t=target: (abs(row[1] - t), row[1]))
+                    found.update(((vid, ts), jpeg) for vid, ts, jpeg in near[:PER_TARGET])
             self.pictures.inc(len(found))
-            yield sha256, found
+            yield sha256, [(vid, ts, jpeg) for (vid, ts), jpeg in sorted(found.items())]
 
 
 class Outcome(NamedTuple):
@@ -170,8 +186,9 @@ class SpanCheck:
 
     def __init__(self, query: local_features.Features, boxes: Iterable[tuple[float, ...]],
                  stored: dict[tuple[int, float], bytes], cache: OrderedDict, counters: dict,
-                 budget: int = MAX_CHECKS_PER_QUERY):
+                 unverified_distance: int, budget: int = MAX_CHECKS_PER_QUERY):
         self.query = query
+        self.unverified_distance = unverified_distance
         self.boxes = sorted({(0.0, 0.0, 1.0, 1.0), *(tuple(b) for b in boxes)})
         self.stored = stored
         self.cache = cache
@@ -247,9 +264,10 @@ class SpanCheck:
             if step < np.diff(times).min(initial=np.inf):
                 break
             step /= 2
-        judged = {ts: v for ts, v in verdicts.items() if v is not None}
-        if not judged:
-            return Outcome(span, False, False)
+        judged = {ts: c for ts, c in verdicts.items() if c is not None and c.verdict.conclusive}
+        if not judged:  # the hashes' word, if they are sure enough alone
+            return Outcome(span if span.distance <= self.unverified_distance else None,
+                           False, False)
         best = _best(verdicts)
         if best is None:  # every frame checked rejected it
             self.counters["rejected"].inc()
@@ -296,8 +314,9 @@ class VerifyCandidates(beam.DoFn):
     given) the check, re-ranked by all the evidence, against the stored pictures read for
     them."""
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, unverified_distance: int):
         self.k = k
+        self.unverified_distance = unverified_distance
         self.counters = {name: Metrics.counter("verify", f"spans_{name}")
                          for name in ("checked", "accepted", "rejected")}
         self.rescued = Metrics.counter("verify", "queries_rescued")
@@ -318,7 +337,7 @@ class VerifyCandidates(beam.DoFn):
         check = SpanCheck(local_features.features(query.picture, local_features.QUERY_FEATURES,
                                                   mirror=True),
                           (query.variant_boxes or {}).values(), stored, self._features,
-                          self.counters)
+                          self.counters, self.unverified_distance)
         kept: list[Span] = []
         accepted = sure = False
         for i, span in enumerate(candidates.spans):
@@ -345,11 +364,17 @@ class VerifyCandidates(beam.DoFn):
 
 class VerifyWithStoredPictures(beam.PTransform):
     """Candidates → verified Candidates, reading only the stored pictures the checks need,
-    grouped by file (one read serves every query that needs that file), then joined back."""
+    grouped by file (one read serves every query that needs that file), then joined back.
 
-    def __init__(self, k: int):
+    ``unverified_distance``: a span that no check could judge keeps the hashes' word only
+    this close (the match threshold: the margin beyond it, the index's ``prune_d``, is there
+    for the frames pruned into a row, and needs a check's agreement).
+    """
+
+    def __init__(self, k: int, unverified_distance: int):
         super().__init__()
         self.k = k
+        self.unverified_distance = unverified_distance
 
     def expand(self, candidates):
         k = self.k
@@ -363,5 +388,5 @@ class VerifyWithStoredPictures(beam.PTransform):
             {"candidates": candidates | "KeyBySha" >> beam.Map(lambda c: (c.query.sha256, c)),
              "pictures": pictures}
             | "JoinPictures" >> beam.CoGroupByKey()
-            | "Check" >> beam.ParDo(VerifyCandidates(k))
+            | "Check" >> beam.ParDo(VerifyCandidates(k, self.unverified_distance))
         )

@@ -140,16 +140,17 @@ CLIP_EDITS: dict[str, ClipEdit] = {
 
 
 def offsets(truth: dict, t0: float, seconds: float) -> list[list[float]]:
-    """Acceptable offsets of a clip of ``seconds`` starting at archive time ``t0``."""
+    """Acceptable offsets of a clip of ``seconds`` starting at archive time ``t0``: the
+    equivalent moments of its start when it stays inside one shot, else ``t0`` itself (a cut
+    inside the clip pins it)."""
     seg = reels.segment_at(truth, t0)
-    inside = t0 + seconds <= seg["t_end"] + 1e-6
-    copies = [s for s in truth["shots"] if seg.get("take") and s.get("take") == seg["take"]]
-    copies = copies or [seg]
-    if inside and seg.get("hold"):
-        return [[s["t_start"], round(s["t_end"] - seconds, 6)] for s in copies]
-    if inside and seg.get("take"):
-        return [[round(s["t_start"] + t0 - seg["t_start"], 6)] * 2 for s in copies]
-    return [[t0, t0]]
+    if t0 + seconds > seg["t_end"] + 1e-6:
+        return [[t0, t0]]
+    moments = reels.equivalent_moments(truth, t0)
+    if seg.get("hold"):  # it may start anywhere it still ends inside the hold
+        frame = 1 / truth["fps"]
+        return [[a, round(max(a, b + frame - seconds), 6)] for a, b in moments]
+    return [[a, b] for a, b in moments]
 
 
 def _pick(truth: dict, rng: random.Random, seconds: float, near_cut: bool

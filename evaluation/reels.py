@@ -53,7 +53,7 @@ from evaluation.footage import (
 )
 
 # Bump when any recipe below changes for the same parameters: caches rebuild.
-REELS_VERSION = 1
+REELS_VERSION = 2
 
 SIZE = (640, 360)
 FPS = 25
@@ -84,6 +84,7 @@ REAL_CLIPS = {"bikes.mp4": "real_pan", "bigbuckbunny.mp4": "animation",
               "carphone_pristine.mp4": "static_camera"}
 
 DEGENERATE_STYLES = frozenset({"title", "black"})
+_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -420,7 +421,15 @@ def _render(shots: tuple[Shot, ...], size: tuple[int, int], out: Path, work: Pat
                 source = (f"[b{i}_{k}][{sprite_input}:v]"
                           f"overlay=x='{x}':y={round(sprite.y * height)}:shortest=1")
         chains.append(f"{source}{_grade(shot, frames)},setsar=1,format=yuv420p[s{i}]")
-        segments.append(_segment(shot, frame, frame + frames))
+        fade_in, fade_out = round(shot.fade_in * FPS), round(shot.fade_out * FPS)
+        if fade_in:  # a fade's frames are their own moments, never part of a hold
+            segments.append(_segment(replace(shot, style="fade_in", hold=False, take=None),
+                                     frame, frame + fade_in))
+        body = _segment(shot, frame + fade_in, frame + frames - fade_out)
+        segments.append({**body, "take_offset": round(fade_in / FPS, 6)} if shot.take else body)
+        if fade_out:
+            segments.append(_segment(replace(shot, style="fade_out", hold=False, take=None),
+                                     frame + frames - fade_out, frame + frames))
         frame += frames
     graph = ";".join(chains) + ";" + "".join(f"[s{i}]" for i in range(len(shots)))
     graph += f"concat=n={len(shots)}:v=1:a=0[v]"
@@ -486,8 +495,9 @@ def build_reels(reels: list[Reel], out_dir: Path, size: tuple[int, int] = SIZE,
                 _generated(reel.lavfi, reel.lavfi_seconds * time_scale, size, video)
                 _write_truth(video, f"ffmpeg:{reel.lavfi.split('=')[0]}", None, "generated")
             else:
-                shots = tuple(replace(s, seconds=s.seconds * time_scale) if time_scale != 1
-                              else s for s in reel.shots)
+                shots = tuple(replace(s, seconds=s.seconds * time_scale,
+                                      fade_in=s.fade_in * time_scale,
+                                      fade_out=s.fade_out * time_scale) for s in reel.shots)
                 segments = _render(shots, size, video, Path(work))
                 _write_truth(video, "synthesised", segments, "")
             videos.append(video)
@@ -521,8 +531,9 @@ def equivalent_moments(truth: dict, ts: float) -> list[tuple[float, float]]:
     """Every interval of the video's time that shows the same moment as ``ts`` (see above).
 
     A plain moment gives ``[(ts, ts)]``; a hold gives its whole interval (each copy's, if
-    repeated); a repeated take gives the same offset into each copy. Interval ends are the
-    last frame's time, so they never reach into the next shot.
+    repeated); a repeated take gives the same time into the take in each copy that shows it
+    (``take_offset``: how far into the take a copy starts, after a fade-in that is its own
+    moment). Interval ends are the last frame's time, so they never reach the next shot.
     """
     seg = segment_at(truth, ts)
     copies = [s for s in truth["shots"] if seg.get("take") and s.get("take") == seg["take"]]
@@ -530,8 +541,10 @@ def equivalent_moments(truth: dict, ts: float) -> list[tuple[float, float]]:
     last_frame = 1 / truth["fps"]
     if seg.get("hold"):
         return [(s["t_start"], round(s["t_end"] - last_frame, 6)) for s in copies]
-    offset = ts - seg["t_start"]
-    return [(round(s["t_start"] + offset, 6),) * 2 for s in copies]
+    into_take = ts - seg["t_start"] + seg.get("take_offset", 0.0)
+    times = [s["t_start"] + into_take - s.get("take_offset", 0.0) for s in copies]
+    return [(round(t, 6),) * 2 for t, s in zip(times, copies, strict=True)
+            if s["t_start"] - _EPS <= t < s["t_end"] - _EPS]
 
 
 def frame_contrast(picture: Image.Image) -> float:

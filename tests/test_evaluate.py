@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from evaluation import baselines, reels
-from evaluation.edits import EXAM_EDITS, grab_frame
+from evaluation.edits import grab_frame
 from evaluation.footage import distractor_photos
 from evaluation.scoring import (
     Rate,
@@ -190,21 +190,29 @@ def test_eval_runs_end_to_end_on_a_miniature(mini_reels: dict[str, list[Path]],
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(reels._package_data("skimage") / "brick.png", photos)
-    work = tmp_path / "work"
     folder = {split: str(videos[0].parent) for split, videos in mini_reels.items()}
+    footage = tmp_path / "footage"  # three of the report reels: a pan, holds, a real clip
+    footage.mkdir()
+    for video in mini_reels["report"]:
+        if video.stem in ("pans", "holds", "bikes"):
+            for path in (video, video.with_suffix(".json")):
+                (footage / path.name).symlink_to(path)
+    edits = ["crop10_asym", "mirror", "screenshot"]
+    work = tmp_path / "work"
     assert evaluate.run([
-        "--work", str(work), "--footage", folder["report"],
+        "--work", str(work), "--footage", str(footage),
         "--calibration_footage", folder["calibration"], "--heldout", folder["heldout_report"],
         "--pad_footage", folder["heldout_calibration"], "--distractors", str(photos),
-        "--moments", "4", "--calibration_moments", "2", "--distractor_scale", "0.04",
-        "--calibrate", "--method", "", "--method", "--verify"]) == 0
+        "--edits", ",".join(edits), "--moments", "6", "--calibration_moments", "2",
+        "--distractor_scale", "0.03", "--calibrate", "--method=", "--method=--verify"]) == 0
     summary = json.loads((work / "eval.json").read_text())
     assert summary["threshold"] in evaluate.SWEEP
     assert summary["padded_index_rows"] > summary["index_rows"]
     report = (work / "eval.md").read_text()
     for name in ("match", "match --verify"):
         figures = summary["methods"][name]
-        assert set(figures["per_edit"]) == {*EXAM_EDITS, "all"}
+        assert set(figures["per_edit"]) == {*edits, "all"}
+        assert figures["per_edit"]["all"]["n"] == 3 * figures["per_edit"]["mirror"]["n"]
         assert all(e["moment"] <= e["video"] for e in figures["per_edit"].values())
         assert figures["fp_padded"] is not None
         assert f"### {name}\n" in report

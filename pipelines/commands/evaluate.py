@@ -12,7 +12,7 @@ real clips), in splits with disjoint pictures: **report** (the figures), **calib
 false-positive rate stays within ``--target_fpr``; that threshold is then used on the
 report split), held-out reels whose frames are hard negatives, and padding footage.
 
-Each *method* is ``framematch match`` with extra flags (``--method "--verify"``; default:
+Each *method* is ``framematch match`` with extra flags (``--method=--verify``; default:
 the modes the match job offers, see ``default_methods``), run for real on the embedded
 runner. For each method the report prints, with 95% Wilson intervals: right moment and right
 video per edit (``evaluation.scoring`` defines both), the same per kind of footage, and the
@@ -113,7 +113,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="Calibrate on analysts' verdicts in a results directory instead: "
                              "confirmed pairs are true matches, rejected ones false.")
     parser.add_argument("--method", action="append", metavar="FLAGS",
-                        help="A method: extra flags for framematch match, e.g. '--verify'; "
+                        help="A method: extra flags for framematch match, e.g. --method=--verify; "
                              "repeat for several ('' is the default mode). Default: the "
                              "match job's hash-only and verified modes.")
     parser.add_argument("--footage", help="Folder of report videos (default: built reels).")
@@ -122,6 +122,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--distractors", help="Folder of photos in no video.")
     parser.add_argument("--heldout", help="Folder of videos indexed nowhere (hard negatives).")
     parser.add_argument("--pad_footage", help="Folder of unrelated padding videos.")
+    parser.add_argument("--edits", help="Comma-separated subset of the exam's edits "
+                        f"(default: all of {', '.join(EXAM_EDITS)}).")
     parser.add_argument("--moments", type=int, default=36,
                         help="Moments drawn on the report split (each under every edit).")
     parser.add_argument("--calibration_moments", type=int, default=24)
@@ -455,6 +457,11 @@ def run(argv: list[str] | None = None) -> int:
     clock.lap("footage")
     images = work / "images"
     edits = EXAM_EDITS
+    if args.edits:
+        unknown = set(args.edits.split(",")) - set(EXAM_EDITS)
+        if unknown:
+            raise SystemExit(f"framematch eval: no such edit(s): {', '.join(sorted(unknown))}")
+        edits = {name: EXAM_EDITS[name] for name in args.edits.split(",")}
     report = moment_set(footage["report"], images / "report", args.moments, args.seed, edits,
                         "report")
     photos = photos_in(Path(args.distractors)) if args.distractors else \

@@ -32,8 +32,8 @@ MIN_SECONDS, MAX_SECONDS = 3.0, 8.0
 
 # An edit: (rng, source size, work dir) -> (filter graph from [0:v] to [v], overlay PNGs
 # (inputs 1..n), extra output args, file suffix).
-ClipEdit = Callable[[random.Random, tuple[int, int], Path],
-                    tuple[str, list[Path], list[str], str]]
+Recipe = tuple[str, list[Path], list[str], str]
+ClipEdit = Callable[[random.Random, tuple[int, int], Path], Recipe]
 
 _WORDS = ("wait", "for", "it", "this", "is", "unreal", "old", "footage", "found", "watch",
           "till", "the", "end", "throwback", "legendary", "nobody", "remembers")
@@ -65,48 +65,48 @@ def _logo(rng: random.Random, side: int, work: Path) -> Path:
     return path
 
 
-def reencode_low(rng, size, work):
+def reencode_low(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     width = rng.choice((240, 320, 360))
     kbps = rng.randint(80, 200)
     return (f"[0:v]scale={width}:-2[v]", [], ["-b:v", f"{kbps}k", "-maxrate", f"{kbps * 2}k",
                                                "-bufsize", f"{kbps * 2}k"], ".mp4")
 
 
-def caption(rng, size, work):
+def caption(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     height = max(8, round(size[1] * rng.uniform(0.12, 0.2)))
     y = "0" if rng.random() < 0.5 else "H-h"
     return (f"[0:v][1:v]overlay=0:{y}[v]", [_band(rng, size[0], height, work)], [], ".mp4")
 
 
-def mirror(rng, size, work):
+def mirror(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     return "[0:v]hflip[v]", [], [], ".mp4"
 
 
-def crop(rng, size, work):
+def crop(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     keep_w, keep_h = 1 - rng.uniform(0.10, 0.15), 1 - rng.uniform(0.10, 0.15)
     x, y = rng.random() * (1 - keep_w), rng.random() * (1 - keep_h)
     return (f"[0:v]crop=trunc(iw*{keep_w:.3f}/2)*2:trunc(ih*{keep_h:.3f}/2)*2:"
             f"iw*{x:.3f}:ih*{y:.3f}[v]", [], [], ".mp4")
 
 
-def logo(rng, size, work):
+def logo(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     side = max(8, round(size[1] * rng.uniform(0.1, 0.16)))
     corner = rng.choice(("10:10", "W-w-10:10", "10:H-h-10", "W-w-10:H-h-10"))
     return f"[0:v][1:v]overlay={corner}[v]", [_logo(rng, side, work)], [], ".mp4"
 
 
-def letterbox(rng, size, work):
+def letterbox(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     """Bars above and below: the frame centred on a square canvas."""
     return ("[0:v]pad=iw:trunc(iw/2)*2:0:(oh-ih)/2:black[v]", [], [], ".mp4")
 
 
-def pillarbox(rng, size, work):
+def pillarbox(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     """Bars left and right: the frame centred on a canvas 30-50 % wider."""
     wider = rng.uniform(1.3, 1.5)
     return f"[0:v]pad=trunc(iw*{wider:.2f}/2)*2:ih:(ow-iw)/2:0:black[v]", [], [], ".mp4"
 
 
-def vertical_blur(rng, size, work):
+def vertical_blur(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     """9:16 vertical: the landscape frame across the middle over a blurred, zoomed copy."""
     w = rng.choice((360, 480))
     h = w * 16 // 9
@@ -115,18 +115,18 @@ def vertical_blur(rng, size, work):
             f"[bg][fg]overlay=0:(H-h)/2[v]", [], [], ".mp4")
 
 
-def gif(rng, size, work):
+def gif(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     colours = rng.choice((32, 64, 128))
     return (f"[0:v]fps=10,scale=320:-2:flags=lanczos,split[a][b];"
             f"[a]palettegen=max_colors={colours}[p];[b][p]paletteuse=dither=bayer[v]",
             [], [], ".gif")
 
 
-def frame_rate(rng, size, work):
+def frame_rate(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     return f"[0:v]fps={rng.choice((12, 15, 30, 50))}[v]", [], [], ".mp4"
 
 
-def trim_start(rng, size, work):
+def trim_start(rng: random.Random, size: tuple[int, int], work: Path) -> Recipe:
     """Plain re-encode whose timestamps start late (the start was cut in an editor)."""
     return ("[0:v]null[v]", [], ["-output_ts_offset", f"{rng.uniform(0.5, 3.0):.2f}"], ".mp4")
 

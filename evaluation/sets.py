@@ -31,7 +31,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from evaluation import reels
 from evaluation.edits import Edit, grab_frame
-from evaluation.footage import truth_path
+from evaluation.footage import probe, truth_path
 
 SETS_VERSION = 1
 MIN_CONTRAST = 5.0  # grey-level std (0-255) under which a grabbed frame shows nothing
@@ -75,8 +75,6 @@ def truth_or_probe(video: Path) -> dict:
     """A video's truth JSON, or (for footage without one) a single plain segment."""
     if truth_path(video).is_file():
         return reels.load_truth(video)
-    from evaluation.footage import probe
-
     info = probe(video)
     end = info["frames"] / info["fps"]
     return {**info, "shots": [{"kind": "video", "photo": None, "t_start": 0.0, "t_end": end,
@@ -224,7 +222,7 @@ def distractor_set(out: Path, seed: int, photos: Sequence[str | Path], heldout: 
                 jobs.append(("photo", f"{stem}_{edit}", lambda p=photo: picture_of(p), edit))
         truths = [(v, truth_or_probe(v)) for v in heldout]
         grabs = []
-        for i in range(counts.get("heldout", 0) + counts.get("night", 0)):
+        for i in range(counts.get("heldout", 0) + counts.get("night", 0) if truths else 0):
             video, truth = truths[i % len(truths)]
             drawn = _draw(video, truth, random.Random(f"held:{split}:{seed}:{i}"))
             if drawn:

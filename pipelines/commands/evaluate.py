@@ -22,7 +22,7 @@ get the same tables but for the padded index. Written as ``eval.md``, per query 
 and the headline figures as ``eval.json``.
 
 ``--clips`` scores issue 19's posted clips (``evaluation.clips``) once the match job
-accepts clips; until then it stops with a clear error (exit 2).
+accepts clips; until then it stops at once with a clear error (exit 1).
 """
 
 from __future__ import annotations

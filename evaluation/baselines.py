@@ -12,6 +12,7 @@ scorer reads (``ref_uri``, ``ref_ts_s``, ``ref_ts_start_s``, ``ref_ts_end_s``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,23 +22,32 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
-from transforms.media.decode import probe
-
 PHASH_RADIUS = 10  # of 64 bits: a common setting for near-duplicate pHash matching
 PDQ_RADIUS = 31  # Meta's defaults
 PDQ_MIN_QUALITY = 50
 
 
+def _geometry(video: Path) -> tuple[int, int, float]:
+    """Width, height and start time of a video's first video stream (ffprobe)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+         "stream=width,height:format=start_time", "-of", "json", str(video)],
+        capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    stream = info["streams"][0]
+    return stream["width"], stream["height"], float(info["format"].get("start_time") or 0.0)
+
+
 def frames_at_1fps(video: Path) -> tuple[np.ndarray, list[np.ndarray]]:
     """One full-resolution RGB frame per second (FFmpeg's fps filter) and its time."""
-    info = probe(str(video))
+    width, height, start = _geometry(video)
     raw = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(video), "-vf", "fps=1", "-f", "rawvideo",
          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
-    size = info.width * info.height * 3
-    frames = [np.frombuffer(raw[i:i + size], np.uint8).reshape(info.height, info.width, 3)
+    size = width * height * 3
+    frames = [np.frombuffer(raw[i:i + size], np.uint8).reshape(height, width, 3)
               for i in range(0, len(raw) - size + 1, size)]
-    return info.start_time + np.arange(len(frames), dtype=np.float64), frames
+    return start + np.arange(len(frames), dtype=np.float64), frames
 
 
 def phash_bits(rgb: np.ndarray) -> int:

@@ -147,6 +147,22 @@ def crop(image: Image.Image, rng: random.Random) -> Image.Image:
     return image.crop((round(left), round(top), round(w - right), round(h - bottom)))
 
 
+def crop_asymmetric(image: Image.Image, rng: random.Random) -> Image.Image:
+    """About 10 % of each dimension cut off, split unevenly between the two edges (off-centre).
+
+    Per dimension, 8-12 % of it is removed, and a random share of that (0-100 %) comes off
+    the first edge: the kept box is shifted, which is what defeats centred reference crops.
+    """
+    w, h = image.size
+    box = []
+    for size in (w, h):
+        cut = size * rng.uniform(0.08, 0.12)
+        first = cut * rng.random()
+        box.append((first, size - (cut - first)))
+    (left, right), (top, bottom) = box
+    return image.crop((round(left), round(top), round(right), round(bottom)))
+
+
 def centre_crop(image: Image.Image, rng: random.Random) -> Image.Image:
     """The centre 75 % of each side (``rng`` unused: the edit is fixed)."""
     w, h = image.size
@@ -352,6 +368,25 @@ for _combo in (
     ("screenshot", "jpeg_resize"),
 ):
     EDITS["+".join(_combo)] = _chain(*(EDITS[name] for name in _combo))
+
+
+# The exam's edits: the nine of issue 16's held-out set (named as there), then two more of
+# the catalogue above that posts often show. ``framematch eval`` applies every one of them to
+# every moment it draws.
+EXAM_EDITS: dict[str, Edit] = {
+    "crop10_asym": crop_asymmetric,
+    "crop25_centre": centre_crop,
+    "rotate_crop": rotate,
+    "screenshot": screenshot,
+    "caption": caption,
+    "pad_square": pad_square,
+    "mirror": flip,
+    "colour_blur": colour,
+    "jpeg_resize": jpeg_resize,
+    "letterbox_phone": letterbox_phone,
+    "screenshot+jpeg_resize": EDITS["screenshot+jpeg_resize"],
+}
+ISSUE_EDITS = tuple(list(EXAM_EDITS)[:9])
 
 
 def _shot_at(shots: Sequence[dict], ts: float) -> dict:

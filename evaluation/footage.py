@@ -22,6 +22,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -282,7 +283,8 @@ def _encode_args(profile: Profile) -> list[str]:
     ]
 
 
-def _run_ffmpeg(args: list[str]) -> None:
+def run_ffmpeg(args: list[str]) -> None:
+    """FFmpeg quietly, raising with its last words when it fails."""
     proc = subprocess.run(["ffmpeg", "-v", "error", "-y", *args], capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -326,7 +328,7 @@ def _synthesise(shots: list[_Shot], profile: Profile, out: Path, work: Path) -> 
         frame += shot.frames
     graph = ";".join(chains) + ";" + "".join(f"[s{i}]" for i in range(len(shots)))
     graph += f"concat=n={len(shots)}:v=1:a=0[v]"
-    _run_ffmpeg(
+    run_ffmpeg(
         [*inputs, "-filter_complex", graph, "-map", "[v]", *_encode_args(profile), str(out)]
     )
     return segments
@@ -353,7 +355,7 @@ def _transcode_clip(name: str, profile: Profile, out: Path) -> None:
         f"scale='min(iw,{width})':'min(ih,{height})':force_original_aspect_ratio=decrease"
         ":force_divisible_by=2,setsar=1"
     )
-    _run_ffmpeg(
+    run_ffmpeg(
         [
             "-i",
             str(data_files()[name]),
@@ -432,24 +434,33 @@ def _params(profile: Profile, seed: int) -> dict:
 def ensure_archive(
     cache_dir: Path | None = None, profile: str = "test", seed: int = 0
 ) -> list[Path]:
-    """The cached archive of ``profile``, rebuilt only when its stamp differs or files are gone.
+    """The cached archive of ``profile``, rebuilt only when its stamp differs or files are gone."""
+    wanted = _params(_resolve(profile, None, None, None), seed)
+    return ensure_built(cache_dir or default_cache_dir(), f"{profile}-{seed}", wanted,
+                        lambda staging: build_archive(staging, profile=profile, seed=seed))
+
+
+def ensure_built(cache_dir: Path, name: str, params: dict,
+                 build: Callable[[Path], list[Path]]) -> list[Path]:
+    """Videos that ``build(dir)`` writes, cached in ``cache_dir/name`` under the stamp ``params``.
 
     Builds into a temporary sibling and renames it into place under a file lock, so
-    concurrent test workers neither rebuild twice nor see a half-built archive.
+    concurrent test workers neither rebuild twice nor see a half-built set. ``build`` writes
+    the videos with their truth JSON; the manifest with the stamp is written here.
     """
-    cache_dir = cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"{profile}-{seed}"
-    wanted = _params(_resolve(profile, None, None, None), seed)
-    with open(cache_dir / f".{profile}-{seed}.lock", "w") as lock:
+    target = cache_dir / name
+    with open(cache_dir / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        cached = _cached(target, wanted)
+        cached = _cached(target, params)
         if cached is not None:
             return cached
-        staging = Path(tempfile.mkdtemp(prefix=f".{profile}-", dir=cache_dir))
+        staging = Path(tempfile.mkdtemp(prefix=f".{name.split('-')[0]}-", dir=cache_dir))
         staging.chmod(0o755)  # mkdtemp's 0700 would lock other users out of a shared cache
         try:
-            built = build_archive(staging, profile=profile, seed=seed)
+            built = build(staging)
+            manifest = {"params": params, "videos": [v.name for v in built]}
+            (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
         finally:

@@ -192,3 +192,167 @@ def test_make_queries_labels_and_determinism(archive: list[Path], tmp_path: Path
     for label in labels:
         a, b = (tmp_path / d / label["image"] for d in "ab")
         assert a.read_bytes() == b.read_bytes()
+
+
+# ---- the exam's footage, sets and clips (evaluation.reels / sets / clips) ----------------
+
+from evaluation import clips, reels, sets  # noqa: E402
+from evaluation.edits import EXAM_EDITS, crop_asymmetric  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mini_reels() -> dict[str, list[Path]]:
+    """A miniature of the exam's footage: the same recipes at 320x180, shots at 1/4 length."""
+    return {split: reels.ensure_reels(split, size=(320, 180), time_scale=0.25)
+            for split in ("report", "calibration", "heldout_report", "heldout_calibration")}
+
+
+def _grey(video: Path, ts: float) -> np.ndarray:
+    return np.asarray(grab_frame(video, ts).convert("L"), dtype=np.float32)
+
+
+def test_reels_match_their_truth(mini_reels: dict[str, list[Path]]) -> None:
+    styles = set()
+    for video in mini_reels["report"]:
+        truth, info = reels.load_truth(video), probe(video)
+        assert info["frames"] == truth["frames"] and info["codec"] == "h264"
+        shots = truth["shots"]
+        assert shots[0]["t_start"] == 0
+        assert all(a["t_end"] == b["t_start"] for a, b in zip(shots, shots[1:], strict=False))
+        assert shots[-1]["t_end"] == pytest.approx(truth["frames"] / truth["fps"], abs=1e-5)
+        styles |= {s["kind"] for s in shots}
+    assert styles == {"title", "pan", "zoom", "black", "hold", "street", "night", "slide",
+                      "fade_in", "fade_out", "animation", "real_pan", "static_camera"}
+
+
+def test_repeats_and_holds_show_the_same_picture_and_pans_do_not(
+        mini_reels: dict[str, list[Path]]) -> None:
+    holds = next(v for v in mini_reels["report"] if v.name == "holds.mp4")
+    truth = reels.load_truth(holds)
+    first, second = [s for s in truth["shots"] if s["take"]]
+    moment = (first["t_start"] + first["t_end"]) / 2
+    copies = reels.equivalent_moments(truth, moment)
+    assert len(copies) == 2 and copies[0] == (round(moment, 6),) * 2
+    assert second["t_start"] <= copies[1][0] < second["t_end"]
+    a, b = (_grey(holds, t) for t, _ in copies)
+    later = _grey(holds, moment + 1.0)
+    assert np.abs(a - b).mean() < 0.3 * np.abs(a - later).mean()  # the same frame twice
+    assert reels.equivalent_moments(truth, copies[1][0]) == copies
+    hold = next(s for s in truth["shots"] if s["hold"])
+    h1, h2 = _grey(holds, hold["t_start"] + 0.1), _grey(holds, hold["t_end"] - 0.1)
+    assert np.abs(h1 - h2).mean() < 0.4 * np.abs(a - later).mean()  # only grain moves
+    (interval,) = reels.equivalent_moments(truth, hold["t_start"] + 0.5)
+    assert interval == (hold["t_start"], round(hold["t_end"] - 1 / truth["fps"], 6))
+
+
+def test_street_camera_moves_only_a_little(mini_reels: dict[str, list[Path]]) -> None:
+    street = next(v for v in mini_reels["report"] if v.name == "street.mp4")
+    moved = np.abs(_grey(street, 1.0) - _grey(street, 2.5)) > 40
+    assert 0.001 < moved.mean() < 0.05  # a few small things, not the scene
+
+
+def test_splits_use_disjoint_pictures() -> None:
+    def photos(split: str) -> set[str]:
+        return {s.photo for r in reels.plan(split) for s in r.shots if s.photo}
+
+    report, calibration = photos("report"), photos("calibration")
+    assert report == set(reels.REPORT_PHOTOS) and calibration == set(reels.CALIBRATION_PHOTOS)
+    assert not report & calibration
+    assert photos("heldout_report") <= calibration and photos("heldout_calibration") <= report
+    distractors = {p for ps in reels.DISTRACTOR_PHOTOS.values() for p in ps}
+    assert not distractors & (report | calibration)
+    assert not photos("padding") & (calibration | distractors)  # nothing of the negatives
+    assert {r.clip for r in reels.plan("report") if r.clip} == set(reels.REAL_CLIPS)
+    for split in ("report", "calibration"):  # one video per picture: the right video is clear
+        owners = [(s.photo, r.name) for r in reels.plan(split) for s in r.shots if s.photo]
+        assert len(set(owners)) == len({photo for photo, _ in owners})
+
+
+def test_moment_sets_are_uniform_unflat_deterministic(mini_reels: dict[str, list[Path]],
+                                                      tmp_path: Path) -> None:
+    videos = mini_reels["report"]
+    edits = {name: EXAM_EDITS[name] for name in ("mirror", "crop10_asym")}
+    labels = sets.moment_set(videos, tmp_path / "a", 10, 3, edits, "report")
+    by_moment: dict[str, list[dict]] = {}
+    for label in labels:
+        by_moment.setdefault(label["moment"], []).append(label)
+        assert any(a - 1e-6 <= label["ts"] <= b + 1e-6 for a, b in label["truth"])
+    assert all({lb["edit"] for lb in group} == set(edits) for group in by_moment.values())
+    per_video = {v.name: sum(1 for g in by_moment.values() if g[0]["video"] == v.name)
+                 for v in videos}
+    assert min(per_video.values()) >= sets.MIN_PER_VIDEO
+    for group in by_moment.values():
+        label = group[0]
+        video = next(v for v in videos if v.name == label["video"])
+        truth = reels.load_truth(video)
+        assert not reels.segment_at(truth, label["ts"])["degenerate"]
+        assert abs(label["ts"] * truth["fps"] - round(label["ts"] * truth["fps"])) < 1e-6
+        grabbed = grab_frame(video, label["ts"])
+        assert reels.frame_contrast(grabbed) >= sets.MIN_CONTRAST
+        if label["hold"]:
+            assert label["truth"][0][1] > label["truth"][0][0]
+    again = sets.moment_set(videos, tmp_path / "b", 10, 3, edits, "report")
+    assert again == labels
+    sample = labels[len(labels) // 2]["image"]
+    assert (tmp_path / "a" / sample).read_bytes() == (tmp_path / "b" / sample).read_bytes()
+    stamp = (tmp_path / "a" / "labels.json").stat().st_mtime_ns
+    assert sets.moment_set(videos, tmp_path / "a", 10, 3, edits, "report") == labels
+    assert (tmp_path / "a" / "labels.json").stat().st_mtime_ns == stamp  # cached
+
+
+def test_distractor_sets_have_every_kind(mini_reels: dict[str, list[Path]],
+                                         tmp_path: Path) -> None:
+    edits = {name: EXAM_EDITS[name] for name in ("jpeg_resize", "pad_square")}
+    counts = {"heldout": 4, "title_card": 3, "near_uniform": 3, "night": 3}
+    labels = sets.distractor_set(tmp_path, 1, ["brick.png"], mini_reels["heldout_report"],
+                                 edits, counts, {"ARCHIVE REEL 01"}, "report")
+    kinds = [lb["kind"] for lb in labels]
+    assert {k: kinds.count(k) for k in set(kinds)} == {"photo": 3, **counts}
+    assert all(lb["video"] is None and (tmp_path / lb["image"]).is_file() for lb in labels)
+    flat = [lb for lb in labels if lb["kind"] == "near_uniform" and lb["edit"] != "pad_square"]
+    assert all(reels.frame_contrast(Image.open(tmp_path / lb["image"])) < 30 for lb in flat)
+
+
+def test_crop_asymmetric_cuts_about_a_tenth_off_centre() -> None:
+    ramp = np.zeros((200, 250, 3), np.uint8)  # each pixel says where it was
+    ramp[..., 0] = np.arange(250)[None, :]
+    ramp[..., 1] = np.arange(200)[:, None]
+    image = Image.fromarray(ramp)
+    off_centre = 0
+    for seed in range(20):
+        out = crop_asymmetric(image, random.Random(seed))
+        assert 0.87 <= out.width / 250 <= 0.93 and 0.87 <= out.height / 200 <= 0.93
+        left, top = out.getpixel((0, 0))[:2]
+        right = 250 - out.width - left
+        off_centre += abs(left - right) > 0.04 * 250
+        assert out.getpixel((out.width - 1, out.height - 1))[:2] == (
+            left + out.width - 1, top + out.height - 1)
+    assert off_centre >= 10  # mostly shifted, not centred
+
+
+def test_clip_sets_carry_their_offsets(mini_reels: dict[str, list[Path]],
+                                       tmp_path: Path) -> None:
+    videos = [v for v in mini_reels["report"] if v.name in ("pans.mp4", "holds.mp4")]
+    labels = clips.clip_set(videos, mini_reels["heldout_report"], tmp_path, per_edit=1, seed=2,
+                            compilations=1, distractors=1)
+    edits = {lb["edit"] for lb in labels if lb["segments"]}
+    assert edits == {*clips.CLIP_EDITS, "compilation"}
+    assert sum(1 for lb in labels if not lb["segments"]) == 1
+    for label in labels:
+        info = probe(tmp_path / label["clip"])
+        assert info["frames"] / info["fps"] == pytest.approx(label["duration"], abs=0.25)
+    mirrored = next(lb for lb in labels if lb["edit"] == "mirror")
+    (segment,) = mirrored["segments"]
+    source = next(v for v in videos if v.name == segment["video"])
+    offset = segment["offsets"][0][0]
+    first = np.asarray(grab_frame(tmp_path / mirrored["clip"], 0).convert("L"), np.float32)
+    if segment["offsets"][0][0] == segment["offsets"][0][1]:  # an exact offset
+        assert np.abs(first[:, ::-1] - _grey(source, offset)).mean() < 6
+    compiled = next(lb for lb in labels if lb["edit"] == "compilation")
+    one, two = compiled["segments"]
+    assert one["video"] != two["video"] and two["query_start"] == one["query_end"]
+    trimmed = next(lb for lb in labels if lb["edit"] == "trim_start")
+    start = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=start_time",
+                            "-of", "csv=p=0", str(tmp_path / trimmed["clip"])],
+                           capture_output=True, text=True, check=True).stdout
+    assert float(start) > 0.4  # its timestamps do not start at 0; clip time does

@@ -14,6 +14,54 @@ import numpy as np
 DEFAULT_PRUNE_D = 8  # bits of the 256-bit key; the match radius adds it to the threshold
 
 
+class Pruner:
+    """``prune`` fed a batch at a time, as frames come out of the decoder.
+
+    ``feed`` returns which frames of the batch are kept (indices into it); ``ends`` after
+    the last batch gives, for every kept frame, the pts of the last frame it stands for.
+    """
+
+    def __init__(self, prune_d: int) -> None:
+        self.prune_d = prune_d
+        self._seen = 0
+        self._last: int | None = None  # key of the last kept frame, as an int
+        self._last_flat = False
+        self._kept: list[int] = []  # indices over everything fed
+        self._pts: list[np.ndarray] = []
+
+    def feed(self, pts: np.ndarray, codes: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        keep = []
+        as_int = [int.from_bytes(row.tobytes(), "big") for row in codes]
+        for i, (value, is_flat) in enumerate(zip(as_int, flat.tolist(), strict=True)):
+            if (self._last is None or is_flat != self._last_flat
+                    or (value ^ self._last).bit_count() > self.prune_d):
+                keep.append(i)
+                self._last, self._last_flat = value, is_flat
+        self._kept += [self._seen + i for i in keep]
+        self._seen += len(pts)
+        self._pts.append(np.asarray(pts, dtype=np.float64))
+        return np.asarray(keep, dtype=np.int64)
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Indices of the kept frames over everything fed."""
+        return np.asarray(self._kept, dtype=np.int64)
+
+    def kept_pts(self) -> np.ndarray:
+        """The pts of the kept frames."""
+        if not self._kept:
+            return np.zeros(0, dtype=np.float64)
+        return np.concatenate(self._pts)[self.kept]
+
+    def ends(self) -> np.ndarray:
+        """Per kept frame, the pts of the last frame before the next kept one (or the end)."""
+        if not self._kept:
+            return np.zeros(0, dtype=np.float64)
+        pts = np.concatenate(self._pts)
+        keep = self.kept
+        return pts[np.append(keep[1:] - 1, self._seen - 1)]
+
+
 def prune(pts: np.ndarray, codes: np.ndarray, flat: np.ndarray, prune_d: int) -> tuple[
     np.ndarray, np.ndarray
 ]:
@@ -21,16 +69,6 @@ def prune(pts: np.ndarray, codes: np.ndarray, flat: np.ndarray, prune_d: int) ->
 
     ``pts`` (N,) sorted ascending; ``codes`` (N, B) packed uint8 hashes; ``flat`` (N,) bool.
     """
-    n = len(pts)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    as_int = [int.from_bytes(row.tobytes(), "big") for row in codes]
-    keep = [0]
-    last = as_int[0]
-    for i in range(1, n):
-        if flat[i] != flat[keep[-1]] or (as_int[i] ^ last).bit_count() > prune_d:
-            keep.append(i)
-            last = as_int[i]
-    keep_idx = np.asarray(keep, dtype=np.int64)
-    ends = np.append(keep_idx[1:] - 1, n - 1)
-    return keep_idx, pts[ends].astype(np.float64)
+    pruner = Pruner(prune_d)
+    pruner.feed(pts, codes, flat)
+    return pruner.kept, pruner.ends()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,13 +83,27 @@ def vpdq_file_name(video_id: int, uri: str) -> str:
     return f"{video_id:016x}-{posixpath.basename(uri.rstrip('/')) or 'video'}.txt"
 
 
+def vpdq_lines(hashes: list[HashLine], video: dict) -> Iterator[str]:
+    """A video's whole-frame rows as vPDQ lines, Meta's frame numbers and timestamps."""
+    rate = video.get("frame_rate")
+    for ordinal, h in enumerate(hashes):
+        if rate:
+            number = hash_formats.vpdq_frame_number(h.ts, video["start_time"], rate)
+            ts = hash_formats.vpdq_timestamp(number, rate)
+        else:
+            number, ts = ordinal, h.ts
+        yield hash_formats.vpdq_line(number, h.quality, h.pdq, ts)
+
+
 def export_files(videos: pa.Table, frames: pa.Table, fmt: str) -> tuple[dict[str, str], int]:
     """{file name: text} of an index's whole-frame PDQ in ``fmt``, and rows left out.
 
-    ``vpdq`` writes one file per video (frame numbers are the row's ordinal among the
-    video's kept frames: the index does not keep decoder frame numbers, and vPDQ matching
-    does not use them) plus ``videos.csv`` naming each file's URI and metadata; rows
-    without a quality (imported from bare hex lists) cannot be vPDQ and are left out.
+    ``vpdq`` writes one file per video, numbered and timestamped as Meta's ``vpdq`` does
+    (frame number from the row's time, the video's start and frame rate; timestamp
+    ``frame_number / frame rate``; rows of a video without a known frame rate, such as an
+    imported list, are numbered by their ordinal and keep their time), plus ``videos.csv``
+    naming each file's URI and metadata; rows without a quality (imported from bare hex
+    lists) cannot be vPDQ and are left out.
     ``pdq`` writes ``hashes.txt``, ``csv`` writes ``hashes.csv`` (with timestamps).
     """
     per_video = whole_frame_hashes(videos, frames)
@@ -111,8 +125,7 @@ def export_files(videos: pa.Table, frames: pa.Table, fmt: str) -> tuple[dict[str
         if not known:
             continue
         name = vpdq_file_name(vid, by_id[vid]["uri"])
-        files[name] = "".join(f"{hash_formats.vpdq_line(i, h.quality, h.pdq, h.ts)}\n"
-                              for i, h in enumerate(known))
+        files[name] = "".join(f"{line}\n" for line in vpdq_lines(known, by_id[vid]))
         listing.append((by_id[vid]["uri"], name, vid, *(by_id[vid][f] for f in META_FIELDS)))
     files[VIDEOS_LIST] = hash_formats.csv_table(listing)
     return files, skipped

@@ -166,6 +166,8 @@ def test_plan_segments() -> None:
     info = VideoInfo(start_time=3.5, duration=60.0, width=1, height=1, codec="h264")
     plan = plan_segments(info, 10)
     assert plan[0] == (-math.inf, 13.5) and plan[-1] == (53.5, math.inf)
+    thirds = plan_segments(VideoInfo(0.0, 25.0, 1, 1, "h264"), 10)  # 3 equal pieces, not 10+10+5
+    assert [round(b, 9) for _, b in thirds[:-1]] == [round(25 / 3, 9), round(50 / 3, 9)]
     assert len(plan) == 6 and all(a[1] == b[0] for a, b in zip(plan, plan[1:], strict=False))
     assert plan_segments(VideoInfo(0.0, 0.0, 1, 1, "h264"), 10) == [(-math.inf, math.inf)]
     with pytest.raises(ValueError):

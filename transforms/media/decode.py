@@ -186,15 +186,18 @@ def _rate(value: str | None) -> float:
 def plan_segments(info: VideoInfo, segment_s: float) -> list[tuple[float, float]]:
     """Absolute ``[start, end)`` pts intervals to decode a video in parallel pieces.
 
+    The fewest pieces of at most ``segment_s`` seconds, all of one length: a runner that
+    hands out pieces in turn (Beam's embedded runner partitions a stage's input round-robin
+    over its workers) then gives each worker the same amount of video, where pieces of
+    ``segment_s`` and one short remainder per video would give one worker all the long ones.
     The first interval starts at -inf and the last ends at +inf, so that no frame is lost to
     a container whose reported start time or duration is slightly off (B-frame delays, a
-    last frame longer than the declared duration); inner boundaries are ``segment_s`` apart
-    from ``info.start_time``.
+    last frame longer than the declared duration).
     """
     if segment_s <= 0:
         raise ValueError(f"segment_s must be positive, got {segment_s}")
     count = max(1, math.ceil(info.duration / segment_s))
-    bounds = [info.start_time + i * segment_s for i in range(1, count)]
+    bounds = [info.start_time + i * info.duration / count for i in range(1, count)]
     return list(zip([-math.inf, *bounds], [*bounds, math.inf], strict=True))
 
 

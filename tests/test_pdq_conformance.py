@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +24,6 @@ from tests.conftest import EMBEDDED
 from transforms.hashing import pdq
 from transforms.hashing.vpdq import VPDQ_QUERY_SHARE as QUERY_SHARE
 from transforms.hashing.vpdq import VideoHashes, match
-from transforms.index.store import live_frames, live_videos, load_manifest
 from transforms.results import hash_formats
 from transforms.results.hash_lists import VIDEOS_LIST
 
@@ -180,10 +181,11 @@ def reencode(video: Path, out: Path, *args: str) -> Path:
 
 
 def test_metas_vpdq_of_a_clip_is_found_in_the_archive(index_dir: Path, archive: list[Path],
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
     """A partner hashes a clip cut from an archive video with Meta's vpdq and sends the file;
-    imported with ``framematch import``, its rows meet the footage rows under vPDQ's rule:
-    the right video, and the moment the clip starts."""
+    ``framematch import --match`` into the archive's index names the right video, the moment
+    the clip starts, and no other video."""
     video, start = archive[1], 12.0
     clip = reencode(video, tmp_path / "clip.mp4", "-ss", str(start), "-t", "8",
                     "-vf", "scale=480:270")
@@ -192,23 +194,20 @@ def test_metas_vpdq_of_a_clip_is_found_in_the_archive(index_dir: Path, archive: 
     sent.write_text("".join(
         hash_formats.vpdq_line(f.frame_number, f.quality, bytes.fromhex(f.hex), f.timestamp)
         + "\n" for f in meta_vpdq(clip)))  # vpdq-hash-video's file format
-    received = tmp_path / "received"
-    import_hashes.run(["--hashes", str(sent), "--index", str(received), "--label", "case 7"])
-    manifest = load_manifest(str(received))
-    rows = live_frames(str(received), manifest, live_videos(str(received), manifest))
-    query = VideoHashes(
-        np.stack([np.frombuffer(p, np.uint8) for p in rows.column("pdq").to_pylist()]),
-        np.array(rows.column("quality").to_pylist()), rows.column("ts_start").to_numpy())
-    assert len(query.codes) == 200
-    found = {uri: match(query, lines_of(lines))
-             for uri, lines in exported_vpdq(index_dir, tmp_path / "ours").items()}
-    for uri, verdict in sorted(found.items(), key=lambda kv: -kv[1].query_share):
-        print(f"{Path(uri).name:22s} {verdict}")
-    best = max(found, key=lambda uri: found[uri].query_share)
-    assert best == str(video)
-    assert found[best].query_share >= QUERY_SHARE
-    assert abs(found[best].offset_s - start) <= 0.5
-    assert all(v.query_share < 20 for uri, v in found.items() if uri != best)
+    archive_index = tmp_path / "index"
+    shutil.copytree(index_dir, archive_index)  # the session's index stays as it was
+    capsys.readouterr()
+    imported = import_hashes.run(["--hashes", str(sent), "--index", str(archive_index),
+                                  "--label", "case 7", "--match"])
+    assert (imported.videos, imported.rows) == (1, 200)
+    report = capsys.readouterr().out
+    print(report)
+    (line,) = [line for line in report.splitlines() if line.startswith("match ")]
+    found = re.fullmatch(r"match case 7 -> (\S+) at (-?[\d.]+) s: (\d+) % of its frames, "
+                         r"\d+ % of the video's", line)
+    assert found and found.group(1) == str(video)
+    assert abs(float(found.group(2)) - start) <= 0.5
+    assert int(found.group(3)) >= QUERY_SHARE
 
 
 def test_our_vpdq_matches_metas_of_a_reencoded_copy(index_dir: Path, archive: list[Path],

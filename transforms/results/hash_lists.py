@@ -18,10 +18,12 @@ import hashlib
 import posixpath
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.records import FrameRecord, VideoRecord
+from transforms.hashing.vpdq import VPDQ_QUERY_SHARE, VideoHashes, VpdqMatch, match
 from transforms.index.changes import video_id_for
 from transforms.results import hash_formats
 from transforms.results.hash_formats import HashLine
@@ -129,3 +131,37 @@ def export_files(videos: pa.Table, frames: pa.Table, fmt: str) -> tuple[dict[str
         listing.append((by_id[vid]["uri"], name, vid, *(by_id[vid][f] for f in META_FIELDS)))
     files[VIDEOS_LIST] = hash_formats.csv_table(listing)
     return files, skipped
+
+
+def _as_video_hashes(lines: list[HashLine]) -> VideoHashes:
+    known = [h for h in lines if h.quality is not None]
+    codes = np.stack([np.frombuffer(h.pdq, np.uint8) for h in known]) if known else \
+        np.zeros((0, 32), np.uint8)
+    return VideoHashes(codes, np.array([h.quality for h in known], dtype=np.int64),
+                       np.array([h.ts for h in known], dtype=np.float64))
+
+
+def match_imported(videos: pa.Table, frames: pa.Table, item_uris: Iterable[str],
+                   min_share: float = VPDQ_QUERY_SHARE) -> list[tuple[str, str, VpdqMatch]]:
+    """(item URI, footage URI, verdict) for every imported item whose hashes match an
+    indexed video under vPDQ's rule (query share >= ``min_share``), best first.
+
+    Each item is compared with every live footage video, all frames against all frames
+    (vPDQ's brute-force rule, as a partner's tooling applies it): meant for the lists a
+    partner sends about a case, not for matching one archive against another.
+    """
+    per_video = whole_frame_hashes(videos, frames)
+    rows = videos.to_pylist()
+    ids = {row["uri"]: row["video_id"] for row in rows}
+    imported = {row["video_id"] for row in rows
+                if (row["codec"] or "").startswith(f"{IMPORT_CODEC}:")}
+    footage = {vid: hashes for vid, hashes in per_video.items() if vid not in imported}
+    found = []
+    for item in item_uris:
+        query = _as_video_hashes(per_video.get(ids[item], []))
+        for hashes in footage.values():
+            verdict = match(query, _as_video_hashes(hashes))
+            if verdict.query_share >= min_share:
+                found.append((item, hashes[0].label, verdict))
+    return sorted(found, key=lambda f: (f[0], -f[2].query_share, f[1]))
+

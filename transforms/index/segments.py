@@ -224,14 +224,6 @@ def _encode_all(pictures: np.ndarray) -> list[bytes]:
     return [encode_reference(picture) for picture in pictures]
 
 
-def frame_table(video_id: int, batch: decode.DecodedBatch, source: tuple[int, int],
-                hashers: Sequence[str], prune_d: int) -> tuple[pa.Table, np.ndarray]:
-    """The rows of frames decoded in one go (``SegmentRows`` fed once), and the kept frames."""
-    rows = SegmentRows(video_id, hashers, prune_d, source, batch.limited.shape[:0:-1])
-    rows.feed(batch)
-    return rows.table(), rows.pruner.kept
-
-
 class DecodeSegment(beam.DoFn):
     """Decodes one time segment with FFmpeg, hashes its frames and writes its rows.
 

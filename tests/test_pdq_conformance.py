@@ -164,7 +164,8 @@ def test_exported_vpdq_is_within_a_few_bits_of_metas(index_dir: Path, hd_index: 
             assert f"{line.ts:.3f}" == f"{frame.timestamp:.3f}"
             distances.append(bits(line.pdq.hex(), frame.hex))
         distances = np.array(distances)
-        print(f"{Path(uri).name:22s} {len(distances):4d} kept frames of {len(theirs):5d}: "
+        print(f"{Path(uri).parent.name}/{Path(uri).name:22s} {len(distances):4d} kept frames of "
+              f"{len(theirs):5d}: "
               f"median {np.median(distances):.0f}, p90 {np.percentile(distances, 90):.0f}, "
               f"max {distances.max()} bits")
         assert np.median(distances) <= 4 and np.percentile(distances, 90) <= 10

@@ -19,24 +19,36 @@ class Pruner:
 
     ``feed`` returns which frames of the batch are kept (indices into it); ``ends`` after
     the last batch gives, for every kept frame, the pts of the last frame it stands for.
+    Codes may be (N, B) for one hash per frame or (R, N, B) for R regions (flat flags (N,)
+    or (R, N)): a frame is then kept when any region moved or changed its flat flag. With
+    ``max_row_s``, a frame is also kept when it is that long after the last kept one.
     """
 
-    def __init__(self, prune_d: int) -> None:
+    def __init__(self, prune_d: int, max_row_s: float | None = None) -> None:
         self.prune_d = prune_d
+        self.max_row_s = max_row_s
         self._seen = 0
-        self._last: int | None = None  # key of the last kept frame, as an int
-        self._last_flat = False
+        self._last: list[int] | None = None  # per region, the last kept frame's key
+        self._last_flat: list[bool] = []
+        self._last_time = -np.inf
         self._kept: list[int] = []  # indices over everything fed
         self._pts: list[np.ndarray] = []
 
     def feed(self, pts: np.ndarray, codes: np.ndarray, flat: np.ndarray) -> np.ndarray:
-        keep = []
-        as_int = [int.from_bytes(row.tobytes(), "big") for row in codes]
-        for i, (value, is_flat) in enumerate(zip(as_int, flat.tolist(), strict=True)):
+        if codes.ndim == 2:
+            codes, flat = codes[np.newaxis], np.asarray(flat)[np.newaxis]
+        # each frame's regions as Python ints: XOR and bit_count per region are ~50 ns each
+        as_int = [[int.from_bytes(region[i].tobytes(), "big") for region in codes]
+                  for i in range(codes.shape[1])]
+        flags, times = np.asarray(flat).T.tolist(), np.asarray(pts).tolist()
+        keep, limit, d = [], self.max_row_s, self.prune_d
+        for i, (values, is_flat, time) in enumerate(zip(as_int, flags, times, strict=True)):
             if (self._last is None or is_flat != self._last_flat
-                    or (value ^ self._last).bit_count() > self.prune_d):
+                    or (limit is not None and time - self._last_time >= limit)
+                    or any((a ^ b).bit_count() > d for a, b in zip(values, self._last,
+                                                                    strict=True))):
                 keep.append(i)
-                self._last, self._last_flat = value, is_flat
+                self._last, self._last_flat, self._last_time = values, is_flat, time
         self._kept += [self._seen + i for i in keep]
         self._seen += len(pts)
         self._pts.append(np.asarray(pts, dtype=np.float64))

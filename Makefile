@@ -11,6 +11,10 @@ UV_VERSION := 0.13.9
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	--no-header --quiet
 export NO_GCE_CHECK := True
+# FFmpeg's libraries whose development packages Meta's vpdq (a test dependency) builds against
+AV_LIBS := libavcodec libavformat libavfilter libavdevice libswscale libswresample libavutil
+AV_DEV := libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libswscale-dev \
+	libswresample-dev libavutil-dev
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup test demo bench eval lint lock clean
@@ -31,8 +35,12 @@ $(STAMP): setup.py requirements-lock.txt
 	missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="ffmpeg"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v pkg-config >/dev/null && pkg-config --exists $(AV_LIBS) || \
+	  missing="$$missing pkg-config $(AV_DEV)"; \
 	if [ -n "$$missing" ]; then \
-	  echo "setup: installing$$missing (apt; chromium renders the HTML report in its test)"; \
+	  echo "setup: installing$$missing (apt; chromium renders the HTML report in its test;" \
+	    "FFmpeg's development packages and cmake build Meta's vpdq, the conformance reference)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    $$missing fonts-dejavu-core >/dev/null; \
 	fi; \

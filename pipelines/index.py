@@ -15,7 +15,7 @@ import sys
 
 import apache_beam as beam
 from apache_beam.io.parquetio import ReadAllFromParquet
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipelines.metrics import print_metrics
 from pipelines.options import CommonOptions, beam_options, configure_logging, is_dry_run, new_run_id
@@ -148,6 +148,20 @@ class IndexArchive(beam.PTransform):
         }
 
 
+def threads_not_processes(options: PipelineOptions) -> None:
+    """``--workers N`` runs the embedded runner's N workers as threads of this process.
+
+    Decoding happens in FFmpeg processes and the hashing in numpy and OpenCV calls that
+    release the GIL, so threads run the index's segments in parallel as well as processes
+    do, without Beam's multi-process start-up: each SDK worker process imports Beam and the
+    job's modules and is fed over gRPC, which cost 9-10 s per run here (``bench.bench_index``
+    measures both).
+    """
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "multi_processing" and (direct.direct_num_workers or 1) > 1:
+        direct.direct_running_mode = "multi_threading"
+
+
 def run(argv: list[str] | None = None) -> Manifest:
     """Index one batch; returns the manifest that made it live."""
     return execute(argv)[0]
@@ -156,6 +170,7 @@ def run(argv: list[str] | None = None) -> Manifest:
 def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
     """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
     options = beam_options(list(sys.argv[1:] if argv is None else argv))
+    threads_not_processes(options)
     opts = options.view_as(IndexOptions)
     common = options.view_as(CommonOptions)
     configure_logging(common.verbose)

@@ -38,6 +38,9 @@ class VideoRecord(NamedTuple):
     # CRC32C (base64, as Cloud Storage reports it) of the bytes indexed, for objects: a
     # rewrite that keeps the content (storage class, metadata) is not a change.
     checksum: str | None = None
+    # frames per second (the stream's average rate, as vPDQ numbers frames by it); None
+    # when unknown (imported lists, indexes written before it was recorded)
+    frame_rate: float | None = None
 
 
 VIDEOS_SCHEMA = pa.schema(
@@ -62,6 +65,7 @@ VIDEOS_SCHEMA = pa.schema(
         ("published", pa.string()),
         ("rights", pa.string()),
         ("checksum", pa.string()),
+        ("frame_rate", pa.float64()),
     ]
 )
 

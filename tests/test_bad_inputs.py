@@ -23,6 +23,7 @@ from transforms.hashing import hashes
 from transforms.index.store import live_frames, live_videos
 from transforms.io import parquet
 from transforms.media import decode, preprocess
+from transforms.media.pictures import reference_size
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,9 @@ def test_canary_outside_the_inputs_is_never_read(corpus: Corpus, runs: dict):
     frames = live_frames(str(runs["index"]), manifest, videos)
     whole = frames.filter(frames.column("region").to_numpy() == 0)
     index_keys = np.stack([np.frombuffer(k, np.uint8) for k in whole.column("key").to_pylist()])
-    thumbs = np.concatenate([preprocess.grey(t) for _, t in decode.decode_frames(
-        str(corpus.canary))])
+    info = decode.probe(str(corpus.canary))
+    thumbs = np.concatenate([b.thumbs for b in decode.decode_frames(
+        str(corpus.canary), picture=reference_size(info.width, info.height))])
     canary_keys = hashes.phash256_regions(thumbs, [preprocess.FULL])[0]
     nearest = min(int(hashes.hamming(index_keys, key[None]).min()) for key in canary_keys)
     print(f"canary frames: {len(canary_keys)}, nearest index row: {nearest} bits")
@@ -117,6 +119,6 @@ def test_memory_bound_fails_one_file_not_the_worker(tmp_path: Path):
     allocation fails and the file is reported, under the default limit it decodes."""
     path = big_picture_video(tmp_path / "big.mkv")
     with pytest.raises(decode.DecodeError) as failed:
-        list(decode.decode_frames(str(path), max_memory_mb=500))
+        list(decode.decode_frames(str(path), picture=(320, 320), max_memory_mb=500))
     assert failed.value.stage == "decode" and failed.value.frames == 0
-    assert sum(len(p) for p, _ in decode.decode_frames(str(path))) == 1
+    assert sum(len(b.pts) for b in decode.decode_frames(str(path), picture=(320, 320))) == 1

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from transforms.media.decode import (
     DecodeError,
     VideoInfo,
     decode_frames,
-    decode_frames_with_reference,
+    decode_rgb,
     plan_segments,
     probe,
 )
@@ -77,11 +78,22 @@ def _ffprobe_pts(path: Path) -> np.ndarray:
     return np.array([f["best_effort_timestamp"] * num / den for f in found["frames"]])
 
 
+PICTURE = (160, 120)
+
+
+def _frames(path: Path, *segment: float | None, **kwargs):
+    """decode_frames with a small picture size, unless the test asks for another."""
+    return decode_frames(str(path), *segment, **{"picture": PICTURE, **kwargs})
+
+
 def _decode_all(path: Path, *segment: float | None, **kwargs) -> tuple[np.ndarray, np.ndarray]:
-    batches = list(decode_frames(str(path), *segment, **kwargs))
+    """(pts, thumbnails with their pictures beside them, as one array per frame)."""
+    batches = list(_frames(path, *segment, **kwargs))
     if not batches:
-        return np.empty(0), np.empty((0, THUMB_SIZE, THUMB_SIZE, 3), np.uint8)
-    return np.concatenate([p for p, _ in batches]), np.concatenate([f for _, f in batches])
+        return np.empty(0), np.empty((0, THUMB_SIZE, THUMB_SIZE + PICTURE[0]), np.uint8)
+    return (np.concatenate([b.pts for b in batches]),
+            np.concatenate([np.concatenate([b.thumbs[:, :PICTURE[1]], b.pictures()], axis=2)
+                            for b in batches]))
 
 
 def _children() -> set[int]:
@@ -103,28 +115,43 @@ def test_pts_are_ffprobes_on_vfr_with_offset_and_b_frames(vfr_clip: Path) -> Non
     assert len(np.unique(np.round(np.diff(expected), 6))) > 5  # the clip really is VFR
     pts, frames = _decode_all(vfr_clip)
     assert pts.dtype == np.float64 and frames.dtype == np.uint8
-    assert frames.shape == (len(expected), THUMB_SIZE, THUMB_SIZE, 3)
+    assert frames.shape == (len(expected), PICTURE[1], THUMB_SIZE + PICTURE[0])
     np.testing.assert_array_equal(pts, expected)
     assert pts[0] == 3.5
 
 
-def test_batches_and_size(vfr_clip: Path) -> None:
-    batches = list(decode_frames(str(vfr_clip), size=32, batch=7))
-    assert all(len(p) == len(f) <= 7 for p, f in batches)
-    assert batches[0][1].shape[1:] == (32, 32, 3)
-    assert sum(len(p) for p, _ in batches) == len(_ffprobe_pts(vfr_clip))
+def test_batches_and_sizes(vfr_clip: Path) -> None:
+    batches = list(_frames(vfr_clip, batch=7))
+    assert all(len(b.pts) == len(b.thumbs) == len(b.limited) <= 7 for b in batches)
+    assert batches[0].thumbs.shape[1:] == (THUMB_SIZE, THUMB_SIZE)
+    assert batches[0].pictures().shape[1:] == (PICTURE[1], PICTURE[0])
+    assert sum(len(b.pts) for b in batches) == len(_ffprobe_pts(vfr_clip))
+    wide = next(decode_frames(str(vfr_clip), picture=(320, 100)))  # thumbnail below it
+    assert wide.thumbs.shape[1:] == (THUMB_SIZE, THUMB_SIZE)
+    assert wide.pictures().shape[1:] == (100, 320)
 
 
-def test_reference_pictures_come_from_the_same_decode(vfr_clip: Path) -> None:
-    """The stacked reference output changes nothing about the thumbnails or their pts."""
-    plain = list(decode_frames(str(vfr_clip)))
-    stacked = list(decode_frames_with_reference(str(vfr_clip), reference=(320, 240)))
-    assert np.array_equal(np.concatenate([p for p, _ in plain]),
-                          np.concatenate([p for p, _, _ in stacked]))
-    assert np.array_equal(np.concatenate([t for _, t in plain]),
-                          np.concatenate([t for _, t, _ in stacked]))
-    refs = np.concatenate([r for _, _, r in stacked])
-    assert refs.shape[1:] == (240, 320, 3) and refs.std() > 10  # a real picture, not padding
+def test_pictures_and_thumbnails_are_the_frame_in_full_range_grey(vfr_clip: Path) -> None:
+    """Grey pictures and thumbnails of one decode are the frame's full-range luma area-scaled:
+    what FFmpeg's own grey output gives, and the thumbnail is the picture area-scaled."""
+    size = (320, 240)  # the clip's own size: the picture is the frame itself
+    batch = next(decode_frames(str(vfr_clip), picture=size, batch=10))
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(vfr_clip), "-frames:v", "10",
+                          "-vf", "format=gray", "-fps_mode", "passthrough", "-f", "rawvideo", "-"],
+                         check=True, capture_output=True).stdout
+    grey = np.frombuffer(raw, np.uint8).reshape(10, 240, 320)
+    pictures = batch.pictures()
+    assert np.abs(pictures.astype(int) - grey).max() <= 1  # rounding of the range only
+    assert pictures.min() < 30 and pictures.max() > 225  # full range, not 16..235
+    from_picture = np.stack([np.asarray(Image.fromarray(p).resize(
+        (THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX)) for p in pictures])
+    assert np.abs(batch.thumbs.astype(int) - from_picture).mean() < 1.0
+
+
+def test_rgb_frames_are_the_whole_frame(vfr_clip: Path) -> None:
+    pts, rgb = next(decode_rgb(str(vfr_clip), size=(320, 240), batch=5))
+    assert rgb.shape == (5, 240, 320, 3) and rgb.std() > 10
+    np.testing.assert_array_equal(pts, _ffprobe_pts(vfr_clip)[:5])
 
 
 def test_segment_keeps_its_interval_only(vfr_clip: Path) -> None:
@@ -139,6 +166,8 @@ def test_plan_segments() -> None:
     info = VideoInfo(start_time=3.5, duration=60.0, width=1, height=1, codec="h264")
     plan = plan_segments(info, 10)
     assert plan[0] == (-math.inf, 13.5) and plan[-1] == (53.5, math.inf)
+    thirds = plan_segments(VideoInfo(0.0, 25.0, 1, 1, "h264"), 10)  # 3 equal pieces, not 10+10+5
+    assert [round(b, 9) for _, b in thirds[:-1]] == [round(25 / 3, 9), round(50 / 3, 9)]
     assert len(plan) == 6 and all(a[1] == b[0] for a, b in zip(plan, plan[1:], strict=False))
     assert plan_segments(VideoInfo(0.0, 0.0, 1, 1, "h264"), 10) == [(-math.inf, math.inf)]
     with pytest.raises(ValueError):
@@ -221,8 +250,8 @@ def test_damaged_files_raise(
         probe(str(path))
     kept = 0
     with pytest.raises(DecodeError) as decoded:
-        for pts, _ in decode_frames(str(path)):
-            kept += len(pts)
+        for batch in _frames(path):
+            kept += len(batch.pts)
     assert decoded.value.stage == "decode" and decoded.value.frames == kept
     assert str(pickle.loads(pickle.dumps(decoded.value))) == str(decoded.value)
     assert (kept > 0) == some_frames
@@ -235,7 +264,7 @@ def test_timeout_kills_and_reaps(tmp_path: Path) -> None:
     before = _children()
     began = time.monotonic()
     with pytest.raises(DecodeError) as decoded:
-        next(decode_frames(str(stuck), timeout_s=0.5))
+        next(_frames(stuck, timeout_s=0.5))
     with pytest.raises(DecodeError) as probed:
         probe(str(stuck), timeout_s=0.5)
     assert decoded.value.stage == probed.value.stage == "timeout"
@@ -254,7 +283,7 @@ def test_timeout_on_a_real_decode(clip_dir: Path) -> None:
 
 def test_slow_consumer_does_not_time_out(plain_clip: Path) -> None:
     waited = 0.0
-    for _ in decode_frames(str(plain_clip), batch=20, timeout_s=1.0):
+    for _ in _frames(plain_clip, batch=20, timeout_s=1.0):
         time.sleep(0.25)
         waited += 0.25
     assert waited > 1.0
@@ -262,7 +291,7 @@ def test_slow_consumer_does_not_time_out(plain_clip: Path) -> None:
 
 def test_stopping_early_reaps_ffmpeg(plain_clip: Path) -> None:
     before, threads = _children(), threading.active_count()
-    frames = decode_frames(str(plain_clip), batch=4)
+    frames = _frames(plain_clip, batch=4)
     next(frames)
     assert len(_children()) == len(before) + 1
     frames.close()
@@ -307,6 +336,6 @@ def test_playlists_cannot_open_other_files(canary: Path, tmp_path: Path, bait) -
     assert probed.value.stage == "probe"
     kept = []
     with pytest.raises(DecodeError) as decoded:
-        kept.extend(decode_frames(str(path)))
+        kept.extend(_frames(path))
     assert decoded.value.stage == "decode" and not kept
     assert "whitelist" in str(decoded.value)

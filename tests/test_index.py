@@ -17,10 +17,12 @@ from pipelines import index
 from schemas.manifest import partition_dir
 from schemas.records import DEAD_LETTER_SCHEMA, FRAMES_SCHEMA, VIDEOS_SCHEMA
 from tests.conftest import EMBEDDED
-from transforms.hashing import hashes
+from transforms.hashing import hashes, pdq
+from transforms.hashing.pdq import PdqSampler
 from transforms.hashing.regions import REGIONS
 from transforms.index.store import live_frames, live_videos, load_manifest
 from transforms.media import decode, preprocess
+from transforms.media.pictures import reference_size
 
 INDEX_FLAGS = ["--segment_seconds", "20", *EMBEDDED]
 
@@ -71,19 +73,28 @@ def test_degenerate_frames_are_flagged_not_keys(index_dir: Path, archive: list[P
 
 def test_cross_path_frame_and_png_hash_alike(archive: list[Path], tmp_path: Path):
     """A frame through the index path and the same frame as a lossless PNG through the
-    image path land on (nearly) the same hashes."""
+    image path land on (nearly) the same thumbnail and hashes; the index's PDQ of the frame
+    (from its stored-size picture) is within a few bits of Meta's PDQ of the PNG."""
     video = archive[0]
-    pts, rgb = next(decode.decode_frames(str(video), 10.0, 11.0))
+    info = decode.probe(str(video))
+    batch = next(decode.decode_frames(str(video), 10.0, 11.0,
+                                      picture=reference_size(info.width, info.height)))
     png = tmp_path / "frame.png"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-copyts", "-ss", f"{pts[0]:.6f}", "-i",
-                    str(video), "-frames:v", "1", str(png)], check=True)
-    from_video = preprocess.grey(rgb[:1])
-    from_image = preprocess.thumbnail(Image.open(png).convert("RGB"))[None]
-    a = hashes.hash_batch(from_video, ["pdq", "phash", "dhash"])
-    b = hashes.hash_batch(from_image, ["pdq", "phash", "dhash"])
-    diffs = {h: int(hashes.hamming(a[h], b[h])[0]) for h in ("pdq", "phash", "dhash")}
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-copyts", "-ss", f"{batch.pts[0]:.6f}",
+                    "-i", str(video), "-frames:v", "1", str(png)], check=True)
+    image = Image.open(png).convert("RGB")
+    from_video = batch.thumbs[:1]
+    from_image = preprocess.thumbnail(image)[None]
+    a = hashes.hash_batch(from_video, ["phash", "dhash", "phash256"])
+    b = hashes.hash_batch(from_image, ["phash", "dhash", "phash256"])
+    diffs = {h: int(hashes.hamming(a[h], b[h])[0]) for h in ("phash", "dhash", "phash256")}
+    index_pdq, _ = PdqSampler((info.width, info.height), batch.limited.shape[:0:-1]).hash(
+        batch.pictures(slice(0, 1)))
+    meta_pdq, _ = pdq.reference(np.asarray(image))
+    diffs["pdq vs Meta"] = int(hashes.hamming(index_pdq, meta_pdq[None])[0])
     print("cross-path bits differing:", diffs)
-    assert diffs["pdq"] <= 8 and diffs["phash"] <= 4 and diffs["dhash"] <= 4
+    assert diffs["phash"] <= 4 and diffs["dhash"] <= 4 and diffs["phash256"] <= 8
+    assert diffs["pdq vs Meta"] <= 8
     assert np.abs(from_video.astype(int) - from_image.astype(int)).mean() < 2.0
 
 

@@ -1,15 +1,21 @@
-"""``framematch hash``: the hashes the index would store, for files, in exchange formats.
+"""``framematch hash``: PDQ and vPDQ of files exactly as Meta's reference computes them.
 
     framematch hash FILE_OR_URI... [--format text|json|parquet] [--out FILE]
+                    [--seconds_per_hash S]
 
 An image becomes one line ``pdq <hex> <quality> <uri>`` (ThreatExchange's ``pdq <hex>``,
-then the quality and the file); a video becomes one vPDQ line per frame the index keeps,
-``frame_number,quality,hash,timestamp`` in the order of vPDQ's C++ writer (with several
-inputs, each video's lines follow a ``# <uri>`` line). ``json`` (one object per row, hashes
-in hex) and ``parquet`` (the frames schema plus ``uri``) give every stored hash of each
-row. The hashes come from the index's own code path: images through ``load_image`` ->
-``thumbnail`` -> ``hash_batch``; videos decoded, hashed and pruned by the index job's
-``frame_table`` in its segments, so a video's rows equal its whole-frame index rows.
+then the quality and the file): Meta's C++ PDQ (through ``pdqhash``) of the whole image as
+Pillow decodes it, bit for bit what ThreatExchange's tools compute. A video becomes one vPDQ
+line per frame, ``frame_number,quality,hash,timestamp`` as Meta's ``vpdq`` writes them: the
+same C++ on every decoded frame at its full size in RGB (swscale's ``area`` conversion, as
+``vpdq`` does it), frames numbered from 0 in decoding order and timestamped
+``frame_number / frame rate``; ``--seconds_per_hash`` keeps every ``int(S * fps)``-th frame,
+as ``vpdq -r S`` does (0, the default, hashes every frame). With several inputs, each
+video's lines follow a ``# <uri>`` line.
+
+``json`` (one object per row, hashes in hex) and ``parquet`` (``HASH_SCHEMA``) carry the
+same rows; an image's row also has the search key, pHash and dHash of its canonical
+thumbnail, which is what the index would search it by.
 """
 
 from __future__ import annotations
@@ -20,98 +26,111 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.index import STORED_HASHERS, IndexOptions
-from schemas.records import FRAMES_SCHEMA, FrameRecord
-from transforms.hashing import hashes
-from transforms.hashing.regions import WHOLE_FRAME
+from pipelines.index import IndexOptions
+from transforms.hashing import hashes, pdq
 from transforms.index.changes import VIDEO_EXTENSIONS, video_id_for
-from transforms.index.segments import frame_table
 from transforms.io import storage
 from transforms.media import decode, preprocess
 from transforms.media.images import ImageError, load_image, read_bytes
 from transforms.results import hash_formats
 
-HASH_SCHEMA = FRAMES_SCHEMA.append(pa.field("uri", pa.string()))
-IMAGE_HASHERS = ("pdq", "phash", "dhash", "phash256")
+THUMB_HASHERS = ("phash", "dhash", "phash256")
 
 
-@dataclass(frozen=True)
-class Hashed:
-    """One input's rows: a video's whole-frame rows, or an image's one row."""
+class HashRow(NamedTuple):
+    """One hashed picture: an image, or one frame of a video (``frame_number`` set)."""
 
     uri: str
-    is_video: bool
-    rows: list[FrameRecord]
-    frame_numbers: list[int]  # decoded frame number of each row (0 for an image)
+    video_id: int
+    frame_number: int | None  # vPDQ's: decoded frames counted from 0 (None for an image)
+    ts: float  # vPDQ's timestamp, frame_number / frame rate (0.0 for an image)
+    pdq: bytes  # Meta's hex order
+    quality: int
+    key: bytes | None = None  # the search key of the canonical thumbnail (images)
+    phash: int | None = None
+    dhash: int | None = None
 
 
-def hash_image(uri: str, data: bytes) -> Hashed:
-    """An image's one row: key, pHash, dHash, PDQ and quality of its canonical thumbnail."""
-    thumb = preprocess.thumbnail(load_image(data))[np.newaxis]
-    codes = hashes.hash_batch(thumb, IMAGE_HASHERS)
-    row = FrameRecord(
-        video_id=video_id_for(uri, hashlib.sha256(data).hexdigest()), ts_start=0.0,
-        ts_end=0.0, region=0, key=codes["phash256"][0].tobytes(),
-        flat=bool(preprocess.is_flat(thumb)[0]),
-        phash=int(hashes.to_uint64(codes["phash"])[0]),
-        dhash=int(hashes.to_uint64(codes["dhash"])[0]),
-        pdq=codes["pdq"][0].tobytes(), quality=int(codes["quality"][0]))
-    return Hashed(uri, False, [row], [0])
+HASH_SCHEMA = pa.schema([
+    ("uri", pa.string()), ("video_id", pa.int64()), ("frame_number", pa.int64()),
+    ("ts", pa.float64()), ("pdq", pa.binary(32)), ("quality", pa.int8()),
+    ("key", pa.binary(32)), ("phash", pa.uint64()), ("dhash", pa.uint64()),
+])
 
 
-def hash_video(uri: str, prune_d: int, segment_s: float, timeout_s: float) -> Hashed:
-    """A video's whole-frame rows, decoded and pruned per segment exactly as the index does.
+def hash_image(uri: str, data: bytes) -> HashRow:
+    """Meta's PDQ of the whole image, and the index's hashes of its canonical thumbnail."""
+    image = load_image(data)
+    code, quality = pdq.reference(np.asarray(image))
+    thumb = preprocess.thumbnail(image)[np.newaxis]
+    codes = hashes.hash_batch(thumb, THUMB_HASHERS)
+    return HashRow(uri, video_id_for(uri, hashlib.sha256(data).hexdigest()), None, 0.0,
+                   code.tobytes(), quality, codes["phash256"][0].tobytes(),
+                   int(hashes.to_uint64(codes["phash"])[0]),
+                   int(hashes.to_uint64(codes["dhash"])[0]))
 
-    Frame numbers count every decoded frame from the first, as vPDQ's do.
+
+def frame_interval(seconds_per_hash: float, frame_rate: float) -> int:
+    """vPDQ's ``frameMod``: hash frames whose number is a multiple of ``int(S * fps)``, at
+    least 1 (every frame for S = 0)."""
+    return max(1, int(seconds_per_hash * frame_rate))
+
+
+def hash_video(uri: str, seconds_per_hash: float = 0.0, timeout_s: float = 600,
+               segment_s: float = 60.0) -> list[HashRow]:
+    """vPDQ of a video as Meta's ``vpdq`` computes it: one row per hashed frame.
+
+    The whole video is decoded in one pass (frame numbers count every decoded frame, so
+    no seek may skip one), with the index's time budget for all of its segments.
     """
     sha256, _ = storage.sha256_of(uri)
     video_id = video_id_for(uri, sha256)
-    rows: list[FrameRecord] = []
-    numbers: list[int] = []
-    decoded = 0
+    rows: list[HashRow] = []
+    number = 0
     with storage.local_path(uri) as path:
         info = decode.probe(path, timeout_s=timeout_s)
-        for start, end in decode.plan_segments(info, segment_s):
-            pts_parts, thumb_parts = [], []
-            for pts, rgb in decode.decode_frames(path, start, end, timeout_s=timeout_s):
-                pts_parts.append(pts)
-                thumb_parts.append(preprocess.grey(rgb))
-            if pts_parts:
-                table, keep = frame_table(video_id, np.concatenate(pts_parts),
-                                          np.concatenate(thumb_parts), STORED_HASHERS, prune_d)
-                whole = table.filter(pc.equal(table.column("region"), WHOLE_FRAME))
-                rows += [FrameRecord(**row) for row in whole.to_pylist()]
-                numbers += (decoded + keep).tolist()
-                decoded += sum(len(p) for p in pts_parts)
+        if not info.frame_rate:
+            raise decode.DecodeError("probe", f"{uri}: no frame rate to number frames by")
+        every = frame_interval(seconds_per_hash, info.frame_rate)
+        budget = timeout_s * len(decode.plan_segments(info, segment_s))
+        for _, frames in decode.decode_rgb(path, size=(info.width, info.height),
+                                           timeout_s=budget):
+            for frame in frames:
+                if number % every == 0:
+                    code, quality = pdq.reference(frame)
+                    rows.append(HashRow(uri, video_id, number,
+                                        hash_formats.vpdq_timestamp(number, info.frame_rate),
+                                        code.tobytes(), quality))
+                number += 1
     if not rows:
         raise decode.DecodeError("decode", f"{uri}: no video frames decoded")
-    return Hashed(uri, True, rows, numbers)
+    return rows
 
 
-def text_lines(item: Hashed, several: bool) -> Iterator[str]:
-    if not item.is_video:
-        (row,) = item.rows
-        yield hash_formats.pdq_line(row.pdq, row.quality, item.uri)
+def text_lines(rows: list[HashRow], several: bool) -> Iterator[str]:
+    """An image's PDQ line, or a video's vPDQ lines (after ``# <uri>`` when ``several``)."""
+    if rows[0].frame_number is None:
+        (row,) = rows
+        yield hash_formats.pdq_line(row.pdq, row.quality, row.uri)
         return
     if several:
-        yield f"# {item.uri}"
-    for number, row in zip(item.frame_numbers, item.rows, strict=True):
-        yield hash_formats.vpdq_line(number, row.quality, row.pdq, row.ts_start)
+        yield f"# {rows[0].uri}"
+    for row in rows:
+        yield hash_formats.vpdq_line(row.frame_number, row.quality, row.pdq, row.ts)
 
 
-def json_object(uri: str, row: FrameRecord) -> dict:
+def json_object(row: HashRow) -> dict:
     """A row with its hashes as hex strings (uint64 does not survive JSON readers)."""
-    out = {"uri": uri, **row._asdict()}
+    out = row._asdict()
     for name in ("key", "pdq"):
         out[name] = out[name].hex() if out[name] is not None else None
     for name in ("phash", "dhash"):
@@ -134,12 +153,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_URI")
     parser.add_argument("--format", choices=("text", "json", "parquet"), default="text")
     parser.add_argument("--out", default=None, help="Output file (default: stdout).")
-    parser.add_argument("--prune_d", type=int, default=defaults.prune_d,
-                        help="Keep a video frame when its key moved more than this many bits.")
+    parser.add_argument("--seconds_per_hash", type=float, default=0.0,
+                        help="Hash one video frame every this many seconds, as vpdq -r does "
+                             "(0: every frame).")
+    parser.add_argument("--decode_timeout", type=float, default=defaults.decode_timeout,
+                        help="Seconds per --segment_seconds of video the decode may take.")
     parser.add_argument("--segment_seconds", type=float, default=defaults.segment_seconds,
-                        help="Decode and prune videos in segments of this length, as the "
-                             "index does.")
-    parser.add_argument("--decode_timeout", type=float, default=defaults.decode_timeout)
+                        help=argparse.SUPPRESS)
     return parser
 
 
@@ -147,29 +167,29 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.format == "parquet" and not args.out:
         raise SystemExit("framematch hash: --format parquet needs --out FILE")
-    hashed: list[Hashed] = []
+    if args.seconds_per_hash < 0:
+        raise SystemExit("framematch hash: --seconds_per_hash must be >= 0")
+    hashed: list[list[HashRow]] = []
     failures = 0
     for uri in args.inputs:
         try:
             if os.path.splitext(uri)[1].lower() in VIDEO_EXTENSIONS:
-                hashed.append(hash_video(uri, args.prune_d, args.segment_seconds,
-                                         args.decode_timeout))
+                hashed.append(hash_video(uri, args.seconds_per_hash, args.decode_timeout,
+                                         args.segment_seconds))
             else:
-                hashed.append(hash_image(uri, read_bytes(uri)))
+                hashed.append([hash_image(uri, read_bytes(uri))])
         except (ImageError, decode.DecodeError, OSError) as error:
             failures += 1
             print(f"framematch hash: {uri}: {error}", file=sys.stderr)
+    rows = [row for item in hashed for row in item]
     if args.format == "text":
         several = len(args.inputs) > 1
         lines = [line for item in hashed for line in text_lines(item, several)]
         _write(args.out, "".join(f"{line}\n" for line in lines).encode())
     elif args.format == "json":
-        objects = [json_object(item.uri, row) for item in hashed for row in item.rows]
-        _write(args.out, "".join(f"{json.dumps(o)}\n" for o in objects).encode())
+        _write(args.out, "".join(f"{json.dumps(json_object(r))}\n" for r in rows).encode())
     else:
-        table = pa.Table.from_pylist(
-            [{**row._asdict(), "uri": item.uri} for item in hashed for row in item.rows],
-            schema=HASH_SCHEMA)
+        table = pa.Table.from_pylist([r._asdict() for r in rows], schema=HASH_SCHEMA)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         _write(args.out, sink.getvalue().to_pybytes())

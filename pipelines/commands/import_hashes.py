@@ -1,7 +1,7 @@
 """``framematch import``: a received hash list becomes an ingest batch of an index.
 
     framematch import --hashes SRC --index DIR [--format auto|pdq|vpdq|csv] [--label NAME]
-                      [--meta videos.csv]
+                      [--meta videos.csv] [--match]
 
 ``SRC`` is a file, glob or directory (searched recursively) of PDQ lists
 (``pdq <hex> [quality] [label]`` or bare hex), vPDQ files (one per video) or CSVs
@@ -13,7 +13,9 @@ file is named by ``--meta`` (``export``'s ``videos.csv``: its ``file`` column na
 file, ``uri`` the video; found automatically in an imported directory), else by
 ``--label``, else by its own URI. Lines of one name, in one file or several, are one
 item. Bad lines are dead-lettered (stage ``import``,
-``line N: ...``); the rest of the file is imported.
+``line N: ...``); the rest of the file is imported. ``--match`` then reports, for each
+imported item, the indexed videos it matches under vPDQ's rule and where it starts in them
+(a partner's vPDQ of a clip: which archive video, which moment).
 """
 
 from __future__ import annotations
@@ -43,11 +45,22 @@ from schemas.records import (
     VideoRecord,
 )
 from transforms.index import batches
-from transforms.index.store import IndexVersionError, latest_videos
+from transforms.index.store import (
+    IndexVersionError,
+    latest_videos,
+    live_frames,
+    live_videos,
+    load_manifest,
+)
 from transforms.io import storage
 from transforms.results import hash_formats
 from transforms.results.hash_formats import HashLine, LineError
-from transforms.results.hash_lists import VIDEOS_LIST, group_by_label, item_records
+from transforms.results.hash_lists import (
+    VIDEOS_LIST,
+    group_by_label,
+    item_records,
+    match_imported,
+)
 
 STAGE = "import"
 
@@ -59,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("auto", *hash_formats.FORMATS), default="auto")
     parser.add_argument("--label", default=None,
                         help="Name of the item for lines (or the one vPDQ file) without one.")
+    parser.add_argument("--match", action="store_true",
+                        help="Then report the indexed videos each imported item matches under "
+                             "vPDQ's rule (query share >= 80 %% of frames within 31 bits) and "
+                             "where in the video it starts.")
     parser.add_argument("--meta", default=None,
                         help="CSV/JSONL keyed by uri (title, source_url, published, rights); "
                              "a 'file' column maps vPDQ file names to their video's uri.")
@@ -167,4 +184,20 @@ def run(argv: list[str] | None = None) -> Partition:
     partition = batches.commit_batch(args.index, manifest, batch_id, started)
     print(f"import {args.index}: batch {batch_id}: {len(files)} file(s), {partition.videos} "
           f"items, {partition.rows} hash rows, {partition.dead_letters} dead letters")
+    if args.match:
+        report_matches(args.index, [v.uri for v in videos if not v.deleted])
     return partition
+
+
+def report_matches(index_dir: str, items: list[str]) -> None:
+    """One line per (imported item, indexed video) that match under vPDQ's rule."""
+    manifest = load_manifest(index_dir)
+    live = live_videos(index_dir, manifest)
+    found = match_imported(live, live_frames(index_dir, manifest, live), items)
+    for item, video, verdict in found:
+        print(f"match {item} -> {video} at {verdict.offset_s:.2f} s: "
+              f"{verdict.query_share:.0f} % of its frames, {verdict.target_share:.0f} % of "
+              f"the video's")
+    unmatched = sorted(set(items) - {item for item, _, _ in found})
+    for item in unmatched:
+        print(f"no match {item}")

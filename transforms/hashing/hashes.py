@@ -11,8 +11,11 @@ pHash and dHash are bit-identical to ``imagehash`` run on the arrays that ``phas
 a Pillow round trip and two small DCT calls per frame. Identity with the well-known reference
 keeps the stored hashes checkable by anyone with imagehash, and lets the tests pin every bit.
 
-PDQ is Meta's C++ implementation through ``pdqhash``, one frame per call (it has no batch
-entry point). ``pdqhash.compute`` returns the 256 bits as a vector whose element ``i`` is
+PDQ here is Meta's C++ implementation through ``pdqhash`` on the pictures given, one per call
+(it has no batch entry point): on a thumbnail that is PDQ *of the thumbnail*, which is not
+Meta's PDQ of the image (PDQ blurs at the picture's own size). The index stores PDQ of the
+full-size frame (``transforms.hashing.pdq``), and ``framematch hash`` Meta's PDQ of the whole
+image. ``pdqhash.compute`` returns the 256 bits as a vector whose element ``i`` is
 hash bit ``255 - i`` (its ``hash_to_vector`` reverses the bits of the ``Hash256`` words), and
 Meta's hex prints the words from ``w[15]`` down to ``w[0]``, i.e. bit 255 first. So packing
 the vector MSB-first gives exactly Meta's hex. Checked against the published reference: the

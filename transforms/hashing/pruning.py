@@ -23,8 +23,68 @@ DEFAULT_PRUNE_D = 8  # bits of the 256-bit key; the match radius adds it to the 
 MAX_ROW_S = 1.0  # seconds a kept frame's rows stand for, at most
 
 
+class Pruner:
+    """``prune`` fed a batch at a time, as frames come out of the decoder.
+
+    ``feed`` returns which frames of the batch are kept (indices into it); ``ends`` after
+    the last batch gives, for every kept frame, the pts of the last frame it stands for.
+    Codes may be (N, B) for one hash per frame or (R, N, B) for R regions (flat flags (N,)
+    or (R, N)): a frame is then kept when any region moved or changed its flat flag. With
+    ``max_row_s``, a frame is also kept when it is that long after the last kept one.
+    """
+
+    def __init__(self, prune_d: int, max_row_s: float | None = MAX_ROW_S) -> None:
+        self.prune_d = prune_d
+        self.max_row_s = max_row_s
+        self._seen = 0
+        self._last: list[int] | None = None  # per region, the last kept frame's key
+        self._last_flat: list[bool] = []
+        self._last_time = -np.inf
+        self._kept: list[int] = []  # indices over everything fed
+        self._pts: list[np.ndarray] = []
+
+    def feed(self, pts: np.ndarray, codes: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        if codes.ndim == 2:
+            codes, flat = codes[np.newaxis], np.asarray(flat)[np.newaxis]
+        # each frame's regions as Python ints: XOR and bit_count per region are ~50 ns each
+        as_int = [[int.from_bytes(region[i].tobytes(), "big") for region in codes]
+                  for i in range(codes.shape[1])]
+        flags, times = np.asarray(flat).T.tolist(), np.asarray(pts).tolist()
+        keep, limit, d = [], self.max_row_s, self.prune_d
+        for i, (values, is_flat, time) in enumerate(zip(as_int, flags, times, strict=True)):
+            if (self._last is None or is_flat != self._last_flat
+                    or (limit is not None and time - self._last_time >= limit)
+                    or any((a ^ b).bit_count() > d for a, b in zip(values, self._last,
+                                                                    strict=True))):
+                keep.append(i)
+                self._last, self._last_flat, self._last_time = values, is_flat, time
+        self._kept += [self._seen + i for i in keep]
+        self._seen += len(pts)
+        self._pts.append(np.asarray(pts, dtype=np.float64))
+        return np.asarray(keep, dtype=np.int64)
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Indices of the kept frames over everything fed."""
+        return np.asarray(self._kept, dtype=np.int64)
+
+    def kept_pts(self) -> np.ndarray:
+        """The pts of the kept frames."""
+        if not self._kept:
+            return np.zeros(0, dtype=np.float64)
+        return np.concatenate(self._pts)[self.kept]
+
+    def ends(self) -> np.ndarray:
+        """Per kept frame, the pts of the last frame before the next kept one (or the end)."""
+        if not self._kept:
+            return np.zeros(0, dtype=np.float64)
+        pts = np.concatenate(self._pts)
+        keep = self.kept
+        return pts[np.append(keep[1:] - 1, self._seen - 1)]
+
+
 def prune(pts: np.ndarray, codes: np.ndarray, flat: np.ndarray, prune_d: int,
-          max_row_s: float = MAX_ROW_S) -> tuple[np.ndarray, np.ndarray]:
+          max_row_s: float | None = MAX_ROW_S) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the kept frames and, for each, the pts of the last frame it stands for.
 
     ``pts`` (N,) sorted ascending; ``codes`` (R, N, B) packed uint8 hashes of R regions (or
@@ -32,24 +92,6 @@ def prune(pts: np.ndarray, codes: np.ndarray, flat: np.ndarray, prune_d: int,
     its hash is more than ``prune_d`` bits from the last kept frame's or its flat flag
     differs, or when it is ``max_row_s`` or more after the last kept frame.
     """
-    if codes.ndim == 2:
-        codes, flat = codes[np.newaxis], flat[np.newaxis]
-    n = len(pts)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    # each frame's regions as Python ints: XOR and bit_count per region are ~50 ns each
-    as_int = [[int.from_bytes(region[i].tobytes(), "big") for region in codes]
-              for i in range(n)]
-    flags = flat.T.tolist()
-    times = pts.tolist()
-    keep = [0]
-    last, last_flags, last_time = as_int[0], flags[0], times[0]
-    for i in range(1, n):
-        if (flags[i] != last_flags or times[i] - last_time >= max_row_s
-                or any((a ^ b).bit_count() > prune_d for a, b in zip(as_int[i], last,
-                                                                        strict=True))):
-            keep.append(i)
-            last, last_flags, last_time = as_int[i], flags[i], times[i]
-    keep_idx = np.asarray(keep, dtype=np.int64)
-    ends = np.append(keep_idx[1:] - 1, n - 1)
-    return keep_idx, pts[ends].astype(np.float64)
+    pruner = Pruner(prune_d, max_row_s)
+    pruner.feed(pts, codes, flat)
+    return pruner.kept, pruner.ends()

@@ -14,9 +14,11 @@ the same worker from that copy (the job does not reshuffle them).
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -36,12 +38,14 @@ from schemas.records import (
     VideoRecord,
 )
 from transforms.hashing import hashes
-from transforms.hashing.pruning import prune
+from transforms.hashing.pdq import PdqSampler
+from transforms.hashing.pruning import Pruner
 from transforms.hashing.regions import REGION_BOXES, WHOLE_FRAME
 from transforms.index import batches
 from transforms.index.changes import video_id_for
 from transforms.io import parquet, storage
-from transforms.media import decode, pictures, preprocess
+from transforms.media import decode, preprocess
+from transforms.media.pictures import encode_reference, reference_size
 
 PROGRESS = logging.getLogger("framematch.progress")  # one line per decoded segment
 
@@ -102,6 +106,7 @@ class ProbeVideo(beam.DoFn):
             n_rows=0, batch_id=self.batch_id, deleted=False,
             title=meta.get("title"), source_url=meta.get("source_url"),
             published=meta.get("published"), rights=meta.get("rights"), checksum=checksum,
+            frame_rate=info.frame_rate or None,
         )
 
 
@@ -122,71 +127,112 @@ def _fixed_binary(codes: np.ndarray, valid: np.ndarray | None = None) -> pa.Arra
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, buffers)
 
 
-def frame_table(video_id: int, pts: np.ndarray, thumbs: np.ndarray, hashers: Sequence[str],
-                prune_d: int) -> tuple[pa.Table, np.ndarray]:
-    """The rows of one segment (``FRAMES_SCHEMA``), and the indices of the kept frames.
+class SegmentRows:
+    """A segment's rows (``FRAMES_SCHEMA``) and stored pictures, built a batch at a time as
+    FFmpeg decodes, so hashing runs while FFmpeg decodes the next frames.
 
-    A frame is kept where the key of any region moved, or a row would last too long
-    (``prune``); so every region's key is computed for every decoded frame, since pruning
-    needs them, and everything else (pHash, dHash, PDQ) only for the frames kept, which is
-    what keeps indexing close to the speed of decoding. Rows come region by region, each
-    in time order; built column by column, not row by row.
+    Every decoded frame gets the key (256-bit pHash) and flat test of every region, since
+    pruning needs them (``transforms.hashing.pruning``); everything else -- pHash, dHash,
+    PDQ and the stored picture -- only the frames kept, which is what keeps indexing at the
+    pace of decoding. PDQ comes from the frame's grey picture through ``PdqSampler``, i.e. Meta's
+    PDQ of the full-size frame (``transforms.hashing.pdq``), not from the thumbnail.
+    Reference JPEGs are encoded on ``encoder`` (a thread: OpenCV releases the GIL) while the
+    next batch is hashed. Rows come region by region, each in time order.
     """
-    all_keys = hashes.phash256_regions(thumbs, REGION_BOXES)
-    all_flat = np.stack([preprocess.is_flat(thumbs, box) for box in REGION_BOXES])
-    keep, ends = prune(pts, all_keys, all_flat, prune_d)
-    kept = thumbs[keep]
-    n, regions = len(keep), len(REGION_BOXES)
-    extra = hashes.hash_batch(kept, hashers) if hashers else {}
-    keys = all_keys[:, keep].reshape(regions * n, -1)
-    whole = np.repeat(np.arange(regions) == WHOLE_FRAME, n)
 
-    def on_whole_frame_rows(values: np.ndarray) -> np.ndarray:
-        spread = np.zeros((regions * n, *values.shape[1:]), dtype=values.dtype)
-        spread[whole] = values
-        return spread
+    def __init__(self, video_id: int, hashers: Sequence[str], prune_d: int,
+                 source: tuple[int, int], picture: tuple[int, int],
+                 encoder: Executor | None = None) -> None:
+        self.video_id = video_id
+        self.thumb_hashers = [h for h in hashers if h != "pdq"]
+        self.pdq = PdqSampler(source, picture) if "pdq" in hashers else None
+        self.pruner = Pruner(prune_d)
+        self.encoder = encoder
+        self.decoded = 0
+        self._parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+        self._jpegs: list[Future] = []
 
-    def whole_frame_only(values: np.ndarray | None, arrow_type: pa.DataType) -> pa.Array:
-        if values is None:
-            return pa.nulls(regions * n, arrow_type)
-        return pa.array(on_whole_frame_rows(values), arrow_type, mask=~whole)
+    def feed(self, batch: decode.DecodedBatch) -> None:
+        """Hashes one batch of decoded frames (in time order, following the previous one)."""
+        thumbs = batch.thumbs
+        keys = hashes.phash256_regions(thumbs, REGION_BOXES)
+        flat = np.stack([preprocess.is_flat(thumbs, box) for box in REGION_BOXES])
+        keep = self.pruner.feed(batch.pts, keys, flat)
+        self.decoded += len(thumbs)
+        if not len(keep):
+            return
+        kept = thumbs[keep]
+        parts = self._parts
+        parts["keys"].append(keys[:, keep])
+        parts["flat"].append(flat[:, keep])
+        for name, codes in hashes.hash_batch(kept, self.thumb_hashers).items():
+            parts[name].append(codes)
+        pictures = batch.pictures(keep)
+        if self.pdq is not None:
+            codes, quality = self.pdq.hash(pictures)
+            parts["pdq"].append(codes)
+            parts["quality"].append(quality)
+        if self.encoder is not None:
+            self._jpegs.append(self.encoder.submit(_encode_all, pictures))
 
-    pdq = extra.get("pdq")
-    table = pa.table({
-        "video_id": np.full(regions * n, video_id, dtype=np.int64),
-        "ts_start": np.tile(pts[keep].astype(np.float64), regions),
-        "ts_end": np.tile(ends, regions),
-        "region": np.repeat(np.arange(regions, dtype=np.int8), n),
-        "key": _fixed_binary(keys),
-        "flat": all_flat[:, keep].reshape(-1),
-        "phash": whole_frame_only(hashes.to_uint64(extra["phash"]) if "phash" in extra
-                                  else None, pa.uint64()),
-        "dhash": whole_frame_only(hashes.to_uint64(extra["dhash"]) if "dhash" in extra
-                                  else None, pa.uint64()),
-        "pdq": (pa.nulls(regions * n, pa.binary(32)) if pdq is None
-                else _fixed_binary(on_whole_frame_rows(pdq), whole)),
-        "quality": whole_frame_only(extra["quality"].astype(np.int8) if "quality" in extra
-                                    else None, pa.int8()),
-    }, schema=FRAMES_SCHEMA)
-    return table, keep
+    def table(self) -> pa.Table:
+        """The segment's rows so far."""
+        parts = {name: np.concatenate(arrays, axis=1 if name in ("keys", "flat") else 0)
+                 for name, arrays in self._parts.items()}
+        n, regions = len(self.pruner.kept), len(REGION_BOXES)
+        whole = np.repeat(np.arange(regions) == WHOLE_FRAME, n)
+
+        def on_whole_frame_rows(values: np.ndarray) -> np.ndarray:
+            spread = np.zeros((regions * n, *values.shape[1:]), dtype=values.dtype)
+            spread[whole] = values
+            return spread
+
+        def whole_frame_only(name: str, arrow_type: pa.DataType, convert=None) -> pa.Array:
+            if name not in parts:
+                return pa.nulls(regions * n, arrow_type)
+            values = convert(parts[name]) if convert else parts[name]
+            return pa.array(on_whole_frame_rows(values), arrow_type, mask=~whole)
+
+        keys = parts["keys"].reshape(regions * n, -1) if n else np.zeros((0, 32), np.uint8)
+        flat = parts["flat"].reshape(-1) if n else np.zeros(0, bool)
+        return pa.table({
+            "video_id": np.full(regions * n, self.video_id, dtype=np.int64),
+            "ts_start": np.tile(self.pruner.kept_pts(), regions),
+            "ts_end": np.tile(self.pruner.ends(), regions),
+            "region": np.repeat(np.arange(regions, dtype=np.int8), n),
+            "key": _fixed_binary(keys),
+            "flat": flat,
+            "phash": whole_frame_only("phash", pa.uint64(), hashes.to_uint64),
+            "dhash": whole_frame_only("dhash", pa.uint64(), hashes.to_uint64),
+            "pdq": (_fixed_binary(on_whole_frame_rows(parts["pdq"]), whole) if "pdq" in parts
+                    else pa.nulls(regions * n, pa.binary(32))),
+            "quality": whole_frame_only("quality", pa.int8(), lambda q: q.astype(np.int8)),
+        }, schema=FRAMES_SCHEMA)
+
+    def references(self) -> pa.Table:
+        """Stored pictures of the kept frames (``REFERENCES_SCHEMA``), in time order."""
+        jpegs = [data for future in self._jpegs for data in future.result()]
+        return pa.table({
+            "video_id": np.full(len(jpegs), self.video_id, dtype=np.int64),
+            "ts_start": self.pruner.kept_pts(),
+            "jpeg": jpegs,
+        }, schema=REFERENCES_SCHEMA)
 
 
-def reference_table(video_id: int, pts: np.ndarray, stored: np.ndarray) -> pa.Table:
-    """Stored pictures of kept frames (``REFERENCES_SCHEMA``), in time order."""
-    return pa.table({
-        "video_id": np.full(len(pts), video_id, dtype=np.int64),
-        "ts_start": pts.astype(np.float64),
-        "jpeg": [pictures.encode_reference(picture) for picture in stored],
-    }, schema=REFERENCES_SCHEMA)
+def _encode_all(pictures: np.ndarray) -> list[bytes]:
+    return [encode_reference(picture) for picture in pictures]
 
 
 class DecodeSegment(beam.DoFn):
     """Decodes one time segment with FFmpeg, hashes its frames and writes its rows.
 
-    With ``references``, the same decode also yields each frame at the verification size,
-    and the kept frames' pictures are stored as small grey JPEGs. The segment's files have
-    names fixed by the video and the segment (a retried bundle rewrites the same files) and
-    appear whole or not at all. Emits ``(video_id, SegmentRecord)``.
+    One FFmpeg process decodes each frame once, to a grey picture at the stored size (long
+    side 320: the reference picture and PDQ's input) and the canonical thumbnail (the key's
+    input); ``SegmentRows`` hashes each batch while FFmpeg decodes the next, and with
+    ``references`` the kept frames' pictures are stored as small grey JPEGs, encoded on a
+    thread of their own. The segment's files have names fixed by the video and the segment
+    (a retried bundle rewrites the same files) and appear whole or not at all. Emits
+    ``(video_id, SegmentRecord)``.
     """
 
     def __init__(self, index_dir: str, batch_id: str, hashers: Sequence[str], prune_d: int,
@@ -203,12 +249,24 @@ class DecodeSegment(beam.DoFn):
         self.rows_kept = Metrics.counter("index", "rows_kept")
         self.decode_ms = Metrics.distribution("index", "segment_decode_ms")
         self.bytes_copied = Metrics.counter("index", "remote_bytes_copied")
+        self._encoder: ThreadPoolExecutor | None = None
+
+    def setup(self) -> None:
+        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="reference-jpeg")
+
+    def teardown(self) -> None:
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=True)
+            self._encoder = None
 
     def process(self, segment: Segment) -> Iterator[tuple[int, SegmentRecord]]:
         began = time.monotonic()
-        pts_parts: list[np.ndarray] = []
-        thumb_parts: list[np.ndarray] = []
-        ref_parts: list[np.ndarray] = []
+        if self.references and self._encoder is None:
+            self.setup()
+        picture = reference_size(segment.width, segment.height)
+        rows = SegmentRows(segment.video_id, self.hashers, self.prune_d,
+                           (segment.width, segment.height), picture,
+                           self._encoder if self.references else None)
         error = stage = None
         try:
             path = segment.uri
@@ -216,31 +274,27 @@ class DecodeSegment(beam.DoFn):
                 copy, copied = storage.local_copies().get(segment.uri, segment.version)
                 self.bytes_copied.inc(copied)
                 path = copy.path
-            for pts, thumbs, refs in self._decode(path, segment):
-                pts_parts.append(pts)
-                thumb_parts.append(preprocess.grey(thumbs))
-                if refs is not None:
-                    ref_parts.append(preprocess.grey(refs))
+            for batch in decode.decode_frames(path, segment.start, segment.end, picture=picture,
+                                              timeout_s=self.timeout_s,
+                                              max_memory_mb=self.max_memory_mb):
+                rows.feed(batch)
         except decode.DecodeError as e:
             error, stage = str(e), e.stage
         except OSError as e:
             error, stage = repr(e), "read"
-        n = sum(len(p) for p in pts_parts)
+        n = rows.decoded
         n_rows, frames_file, references_file = 0, None, None
         if n:
-            pts = np.concatenate(pts_parts)
-            table, keep = frame_table(segment.video_id, pts, np.concatenate(thumb_parts),
-                                      self.hashers, self.prune_d)
+            table = rows.table()
             n_rows = table.num_rows
             frames_file = batches.segment_file(segment.video_id, segment.index)
             parquet.write_arrow(f"{partition_dir(self.index_dir, FRAMES, self.batch_id)}/"
                                 f"{frames_file}", table)
-            if ref_parts:
+            if self.references:
                 references_file = frames_file
                 parquet.write_arrow(
                     f"{partition_dir(self.index_dir, REFERENCES, self.batch_id)}/"
-                    f"{references_file}",
-                    reference_table(segment.video_id, pts[keep], np.concatenate(ref_parts)[keep]),
+                    f"{references_file}", rows.references(),
                     row_group_size=batches.REFERENCE_ROW_GROUP)
         self.frames_decoded.inc(n)
         self.rows_kept.inc(n_rows)
@@ -252,16 +306,3 @@ class DecodeSegment(beam.DoFn):
         yield segment.video_id, SegmentRecord(
             segment.video_id, segment.index, segment.start, segment.end, n, n_rows,
             frames_file, references_file, error, stage)
-
-    def _decode(self, path: str, segment: Segment
-                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        if not self.references:
-            for pts, thumbs in decode.decode_frames(path, segment.start, segment.end,
-                                                    timeout_s=self.timeout_s,
-                                                    max_memory_mb=self.max_memory_mb):
-                yield pts, thumbs, None
-            return
-        yield from decode.decode_frames_with_reference(
-            path, segment.start, segment.end, timeout_s=self.timeout_s,
-            max_memory_mb=self.max_memory_mb,
-            reference=pictures.reference_size(segment.width, segment.height))

@@ -1,7 +1,11 @@
-"""Archive videos to canonical RGB thumbnails with the true presentation time of every frame.
+"""Archive videos to grey pictures and canonical thumbnails, with every frame's true pts.
 
-FFmpeg runs as a subprocess (command built with ffmpeg-python) and pipes frames out as raw
-``rgb24``, already area-scaled to ``THUMB_SIZE`` x ``THUMB_SIZE`` (see transforms.media.preprocess).
+FFmpeg runs as a subprocess (command built with ffmpeg-python), decodes each frame once and
+scales it once: to a grey picture at the size the index stores and hashes PDQ from (long
+side 320), and that picture to the canonical ``THUMB_SIZE`` square thumbnail (see
+``transforms.media.preprocess``), both piped raw side by side in one grey image per frame
+(``decode_frames``). ``decode_rgb`` pipes whole RGB frames instead, for Meta's exact PDQ.
+A reader thread drains the pipe while the caller hashes, so FFmpeg never waits for Python.
 A raw pipe carries no timestamps, so each frame's pts comes from FFmpeg itself: a ``showinfo``
 filter logs ``pts:`` (an integer in the filter's time base, itself logged at configuration)
 on stderr, a thread reads those lines and they are paired, in order, with the frames read
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -36,7 +41,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import cv2
 import ffmpeg
 import numpy as np
 
@@ -81,13 +88,16 @@ class DecodeError(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """The first video stream of a file: absolute start time and duration in seconds."""
+    """The first video stream of a file: absolute start time and duration in seconds, coded
+    size, codec, and frame rate (``avg_frame_rate``, else ``r_frame_rate``, as vPDQ reads it;
+    0.0 when the container states neither)."""
 
     start_time: float
     duration: float
     width: int
     height: int
     codec: str
+    frame_rate: float = 0.0
 
 
 def _url(path: str) -> str:
@@ -159,21 +169,35 @@ def probe(path: str, timeout_s: float = 30, max_memory_mb: int | None = MAX_MEMO
         width=int(stream.get("width", 0)),
         height=int(stream.get("height", 0)),
         codec=str(stream.get("codec_name", "unknown")),
+        frame_rate=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
     )
+
+
+def _rate(value: str | None) -> float:
+    """An FFmpeg rational such as ``30000/1001`` as a float (0.0 for ``0/0`` or nothing)."""
+    try:
+        num, _, den = str(value).partition("/")
+        rate = float(num) / float(den or 1)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 0.0
+    return rate if math.isfinite(rate) and rate > 0 else 0.0
 
 
 def plan_segments(info: VideoInfo, segment_s: float) -> list[tuple[float, float]]:
     """Absolute ``[start, end)`` pts intervals to decode a video in parallel pieces.
 
+    The fewest pieces of at most ``segment_s`` seconds, all of one length: a runner that
+    hands out pieces in turn (Beam's embedded runner partitions a stage's input round-robin
+    over its workers) then gives each worker the same amount of video, where pieces of
+    ``segment_s`` and one short remainder per video would give one worker all the long ones.
     The first interval starts at -inf and the last ends at +inf, so that no frame is lost to
     a container whose reported start time or duration is slightly off (B-frame delays, a
-    last frame longer than the declared duration); inner boundaries are ``segment_s`` apart
-    from ``info.start_time``.
+    last frame longer than the declared duration).
     """
     if segment_s <= 0:
         raise ValueError(f"segment_s must be positive, got {segment_s}")
     count = max(1, math.ceil(info.duration / segment_s))
-    bounds = [info.start_time + i * segment_s for i in range(1, count)]
+    bounds = [info.start_time + i * info.duration / count for i in range(1, count)]
     return list(zip([-math.inf, *bounds], [*bounds, math.inf], strict=True))
 
 
@@ -253,36 +277,99 @@ class _Watchdog:
         self._left -= time.monotonic() - self._since
 
 
-def _command(path: str, start: float, size: int, threads: int,
-             reference: tuple[int, int] | None = None) -> list[str]:
-    """FFmpeg reading ``path`` from the keyframe before absolute ``start``, showinfo last so
-    it logs each frame as it leaves for the pipe (scaling keeps pts and time base).
+# Range expansion of 8-bit limited-range luma (16..235) to full range, as swscale's gray
+# output computes it: the canonical thumbnail's grey is full-range luma.
+_FULL_RANGE = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+_PIPE_BYTES = 1 << 20  # the pipe's buffer (Linux F_SETPIPE_SZ): FFmpeg rarely waits on us
+_QUEUED_BATCHES = 4  # batches read ahead of the consumer: memory stays bounded
 
-    With ``reference`` (width, height), each piped frame is the square thumbnail stacked
-    above a larger picture of the same frame, both padded to one width: one decode, one
-    pipe, one pts per frame for both.
+
+class DecodedBatch(NamedTuple):
+    """Consecutive frames of one decode: pts, canonical thumbnails and grey pictures.
+
+    Pictures are expanded to full range only when asked for (``pictures``): the index
+    needs those of the frames it keeps, a fifth of them, and the thumbnails of all.
     """
+
+    pts: np.ndarray  # (n,) float64, absolute seconds
+    thumbs: np.ndarray  # (n, THUMB_SIZE, THUMB_SIZE) uint8 grey, full range
+    limited: np.ndarray  # (n, height, width) uint8 grey pictures, limited range (a view)
+
+    def pictures(self, which: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(k, height, width) uint8 full-range grey pictures of the frames ``which`` picks."""
+        chosen = np.ascontiguousarray(self.limited[which])
+        return full_range(chosen)
+
+
+def full_range(limited: np.ndarray) -> np.ndarray:
+    """Limited-range 8-bit luma (16..235) expanded in place to full range (0..255), as
+    swscale's grey output does; returns the array."""
+    if limited.size:
+        flat = limited.reshape(-1, limited.shape[-1])
+        cv2.LUT(flat, _FULL_RANGE, dst=flat)
+    return limited
+
+
+def _layout(picture: tuple[int, int]) -> tuple[str, int, int]:
+    """How a frame's picture and thumbnail share one piped grey image: 'hstack' (the
+    thumbnail to the right, padded to the picture's height) when the picture is at least
+    THUMB_SIZE high, else 'vstack' (below, padded to its width); the image's (width, height)."""
+    width, height = picture
+    if height >= THUMB_SIZE:
+        return "hstack", width + THUMB_SIZE, height
+    if width < THUMB_SIZE:
+        raise ValueError(f"picture {width}x{height} is smaller than the thumbnail both ways")
+    return "vstack", width, height + THUMB_SIZE
+
+
+def _source(path: str, start: float, threads: int):
+    """FFmpeg reading ``path`` from the keyframe before absolute ``start``: its video stream."""
     seek = {} if start == -math.inf else {"ss": repr(float(start)), "seek_timestamp": 1}
-    source = ffmpeg.input(_url(path), threads=threads, noaccurate_seek=None, **seek, **_INPUT_GUARD)
-    video = source["V:0"]
-    if reference is None:
-        stacked = video.filter("scale", size, size, flags="area")
-    else:
-        width = max(size, reference[0])
-        split = video.filter_multi_output("split")
-        thumb = split[0].filter("scale", size, size, flags="area").filter("pad", width, size)
-        big = split[1].filter("scale", reference[0], reference[1], flags="area").filter(
-            "pad", width, reference[1])
-        stacked = ffmpeg.filter([thumb, big], "vstack", inputs=2)
+    return ffmpeg.input(_url(path), threads=threads, noaccurate_seek=None, **seek,
+                        **_INPUT_GUARD)["V:0"]
+
+
+def _compile(frames, threads: int) -> list[str]:
+    """The command piping ``frames`` raw, one output frame per decoded frame, each logged by
+    showinfo as it leaves for the pipe (scaling keeps pts and time base)."""
     # showinfo's per-frame checksums cost ~0.3 ms a frame and are not read: off.
-    frames = stacked.filter("format", "rgb24").filter("showinfo", checksum=0)
+    logged = frames.filter("showinfo", checksum=0)
     # Passthrough: one frame out per frame decoded. The encoder keeps the stream's time base
     # (-1): a coarser one would round close VFR pts together and make the muxer complain.
-    output = frames.output("pipe:", format="rawvideo", fps_mode="passthrough", enc_time_base=-1)
+    output = logged.output("pipe:", format="rawvideo", fps_mode="passthrough", enc_time_base=-1)
     return output.global_args(
         "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
         "-copyts", "-filter_threads", str(threads),
     ).compile()  # fmt: skip
+
+
+def _grey_command(path: str, start: float, picture: tuple[int, int], threads: int) -> list[str]:
+    """Each frame once, as grey: the picture (area-scaled to ``picture``) beside its
+    thumbnail (the picture area-scaled to THUMB_SIZE square), in one image per frame.
+
+    The luma is taken as limited-range 8-bit Y (``out_range=tv``, whatever the source's
+    range, depth or colour model) and its plane extracted: swscale's direct grey output
+    costs FFmpeg ~2 M instructions a frame more (measured with callgrind), and expanding
+    the range is a table look-up here. The thumbnail is cut from the picture, not from the
+    full frame: a second full-size scale would cost FFmpeg as much as the first.
+    """
+    stack, _, _ = _layout(picture)
+    width, height = picture
+    grey = (_source(path, start, threads)
+            .filter("scale", width, height, flags="area", out_range="tv")
+            .filter("format", "yuv420p").filter("extractplanes", "y"))
+    split = grey.filter_multi_output("split")
+    pad = (THUMB_SIZE, height) if stack == "hstack" else (width, THUMB_SIZE)
+    thumb = (split[1].filter("scale", THUMB_SIZE, THUMB_SIZE, flags="area", in_range="tv",
+                                out_range="tv").filter("pad", *pad))
+    return _compile(ffmpeg.filter([split[0], thumb], stack, inputs=2), threads)
+
+
+def _rgb_command(path: str, start: float, size: tuple[int, int], threads: int) -> list[str]:
+    """Each frame at ``size`` as RGB24 through swscale's ``area`` scaler: at the source size,
+    the pixels Meta's vpdq hashes (it converts with ``sws_scale(..., SWS_AREA)``)."""
+    frames = _source(path, start, threads).filter("scale", size[0], size[1], flags="area")
+    return _compile(frames.filter("format", "rgb24"), threads)
 
 
 def decode_frames(
@@ -290,13 +377,14 @@ def decode_frames(
     start: float | None = None,
     end: float | None = None,
     *,
-    size: int = THUMB_SIZE,
+    picture: tuple[int, int],
     batch: int = 64,
     timeout_s: float = 600,
     threads: int = 1,
     max_memory_mb: int | None = MAX_MEMORY_MB,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Batches of (absolute pts in seconds float64 (n,), RGB uint8 (n, size, size, 3)).
+) -> Iterator[DecodedBatch]:
+    """Batches of every frame's pts, canonical thumbnail and grey picture (``picture`` is
+    its (width, height)), from one FFmpeg process that scales each frame once.
 
     Only frames with ``start <= pts < end`` are yielded (``None`` means unbounded), so the
     intervals of ``plan_segments`` partition a video's frames exactly. FFmpeg seeks to the
@@ -304,106 +392,161 @@ def decode_frames(
     from there is judged here, by the same pts as an unsegmented decode; decoding stops at
     the first frame at or past ``end``.
 
-    ``timeout_s`` bounds the total time spent waiting on FFmpeg (time the caller spends
-    between batches does not count); past it FFmpeg is killed and DecodeError('timeout')
-    raised. FFmpeg is always killed and reaped, also when the caller stops iterating early.
-    ``max_memory_mb`` caps FFmpeg's address space (None: no limit); past it FFmpeg fails and
-    DecodeError('decode') carries its "Cannot allocate memory".
+    A thread reads the pipe as fast as FFmpeg fills it (up to a few batches ahead), so FFmpeg
+    decodes while the caller hashes. ``timeout_s`` bounds the total time spent waiting on
+    FFmpeg (time the caller spends between batches does not count); past it FFmpeg is
+    killed and DecodeError('timeout') raised. FFmpeg is always killed and reaped, also when
+    the caller stops iterating early. ``max_memory_mb`` caps FFmpeg's address space (None:
+    no limit); past it FFmpeg fails and DecodeError('decode') carries its "Cannot allocate
+    memory".
 
     Damaged files: FFmpeg conceals what it can and usually exits 0 on truncated or corrupted
     data, logging errors as it goes. Every frame it outputs is yielded; then, if it exited
     non-zero or logged damage (an error, a corrupt packet or frame; see ``_FrameLog`` for seek
-    pre-roll), DecodeError('decode') is raised after them, with FFmpeg's
-    last error lines and ``frames`` saying how many came out. An archive wants both: the
-    readable part of a truncated file searchable, and the file reported as damaged; a caller
-    that wants all or nothing discards the rows when it catches the error. A whole-file
-    decode that yields no frame at all is a DecodeError('decode') too.
+    pre-roll), DecodeError('decode') is raised after them, with FFmpeg's last error lines and
+    ``frames`` saying how many came out. An archive wants both: the readable part of a
+    truncated file searchable, and the file reported as damaged; a caller that wants all or
+    nothing discards the rows when it catches the error. A whole-file decode that yields no
+    frame at all is a DecodeError('decode') too.
     """
-    yield from _decode(path, start, end, size, None, batch, timeout_s, threads, max_memory_mb)
+    stack, image_w, image_h = _layout(picture)
+    width, height = picture
+    low = -math.inf if start is None else start
+    command = _grey_command(path, low, picture, threads)
+    for pts, images in _decode(path, command, start, end, (image_h, image_w), batch, timeout_s,
+                               max_memory_mb):
+        if stack == "hstack":
+            limited, thumbs = images[:, :, :width], images[:, :THUMB_SIZE, width:]
+        else:
+            limited, thumbs = images[:, :height], images[:, height:, :THUMB_SIZE]
+        yield DecodedBatch(pts, full_range(np.ascontiguousarray(thumbs)), limited)
 
 
-def decode_frames_with_reference(
+def decode_rgb(
     path: str,
     start: float | None = None,
     end: float | None = None,
     *,
-    reference: tuple[int, int],
-    size: int = THUMB_SIZE,
-    batch: int = 64,
+    size: tuple[int, int],
+    batch: int = 16,
     timeout_s: float = 600,
     threads: int = 1,
     max_memory_mb: int | None = MAX_MEMORY_MB,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``decode_frames`` plus each frame area-scaled to ``reference`` (width, height) RGB, from
-    the same decode: batches of (pts, thumbnails (n, size, size, 3), references (n, h, w, 3))."""
-    ref_w, ref_h = reference
-    for pts, stacked in _decode(path, start, end, size, reference, batch, timeout_s, threads,
-                                max_memory_mb):
-        yield pts, stacked[:, :size, :size], stacked[:, size:, :ref_w]
-
-
-def _decode(path: str, start: float | None, end: float | None, size: int,
-            reference: tuple[int, int] | None, batch: int, timeout_s: float, threads: int,
-            max_memory_mb: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The decode behind both public functions: (pts, piped frames (n, height, width, 3))."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``decode_frames``'s frames as (pts (n,), RGB uint8 (n, height, width, 3)) at ``size``
+    (width, height): the video's own size gives the pixels Meta's vpdq hashes."""
     low = -math.inf if start is None else start
-    high = math.inf if end is None else end
-    height = size + (reference[1] if reference else 0)
-    width = max(size, reference[0]) if reference else size
-    frame_bytes = height * width * 3
-    process = _spawn(
-        _command(path, low, size, threads, reference),
-        max_memory_mb,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    log = _FrameLog(process.stderr, low)
-    log.start()
-    watchdog = _Watchdog(process, timeout_s)
-    yielded, stopped, drained = 0, False, False
-    try:
-        while not (stopped or drained):
-            pts = np.empty(batch, dtype=np.float64)
-            rgb = np.empty((batch, height, width, 3), dtype=np.uint8)
-            count = 0
-            with watchdog:
-                while count < batch:
-                    got = process.stdout.readinto(memoryview(rgb[count]).cast("B"))
+    command = _rgb_command(path, low, size, threads)
+    yield from _decode(path, command, start, end, (size[1], size[0], 3), batch, timeout_s,
+                       max_memory_mb)
+
+
+class _Reader(threading.Thread):
+    """Reads FFmpeg's frames into batches as fast as it writes them, pairing each with the pts
+    showinfo logged for it, and queues the batches of frames in ``[low, high)``.
+
+    Ends with one ``(status, detail)`` item: 'drained' (FFmpeg closed its output),
+    'stopped' (a frame at or past ``high``: FFmpeg was killed), 'short' (a frame without
+    pts or cut short; detail says which), or 'closed' (the consumer went away).
+    """
+
+    def __init__(self, process: subprocess.Popen, log: _FrameLog, low: float, high: float,
+                 shape: tuple[int, ...], batch: int) -> None:
+        super().__init__(daemon=True)
+        self._process, self._log = process, log
+        self._low, self._high = low, high
+        self._shape, self._batch = shape, batch
+        self.batches: queue.Queue = queue.Queue(maxsize=_QUEUED_BATCHES)
+        self.closed = threading.Event()
+
+    def _put(self, item: object) -> bool:
+        while not self.closed.is_set():
+            try:
+                self.batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        frame_bytes = math.prod(self._shape)
+        stdout, end = self._process.stdout, ("closed", None)
+        try:
+            while not self.closed.is_set():
+                pts = np.empty(self._batch, dtype=np.float64)
+                frames = np.empty((self._batch, *self._shape), dtype=np.uint8)
+                count, end = 0, None
+                while count < self._batch:
+                    got = stdout.readinto(memoryview(frames[count]).cast("B"))
                     if got == 0:
-                        drained = True
-                        process.wait()  # still watched: FFmpeg may hang on its way out
+                        end = ("drained", None)
                         break
-                    frame_pts = log.pts.get()
+                    frame_pts = self._log.pts.get()
                     if got < frame_bytes or frame_pts is None:
-                        if watchdog.fired:
-                            break
-                        raise DecodeError(
-                            "decode",
-                            f"{path}: frame {yielded + count} has no pts or is cut short "
-                            f"({got} of {frame_bytes} bytes); {log.last_lines()}",
-                            yielded,
-                        )
-                    if frame_pts >= high:  # frames come out in pts order: the rest is later
-                        stopped = True
-                        process.kill()
+                        end = ("short", f"frame has no pts or is cut short ({got} of "
+                                        f"{frame_bytes} bytes)")
                         break
-                    if frame_pts >= low:
+                    if frame_pts >= self._high:  # frames come out in pts order: the rest is later
+                        self._process.kill()
+                        end = ("stopped", None)
+                        break
+                    if frame_pts >= self._low:
                         pts[count] = frame_pts
                         count += 1
+                if count and not self._put((pts[:count], frames[:count])):
+                    return
+                if end is not None:
+                    break
+        except (OSError, ValueError) as error:  # the pipe closed under us (killed, closed)
+            end = ("short", repr(error))
+        self._put(end or ("closed", None))
+
+
+def _decode(path: str, command: list[str], start: float | None, end: float | None,
+            shape: tuple[int, ...], batch: int, timeout_s: float, max_memory_mb: int | None
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Runs ``command`` and yields (pts, frames (n, *shape)) as ``_Reader`` queues them."""
+    low = -math.inf if start is None else start
+    high = math.inf if end is None else end
+    process = _spawn(command, max_memory_mb, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with contextlib.suppress(OSError):  # a bigger pipe where the kernel allows it
+        fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    log = _FrameLog(process.stderr, low)
+    log.start()
+    reader = _Reader(process, log, low, high, shape, batch)
+    reader.start()
+    watchdog = _Watchdog(process, timeout_s)
+    yielded, status = 0, None
+    try:
+        while True:
+            with watchdog:  # only waiting on FFmpeg counts against the budget
+                item = reader.batches.get()
+                if not isinstance(item[0], np.ndarray):
+                    status, detail = item
+                    if status == "drained":
+                        process.wait()  # still watched: FFmpeg may hang on its way out
+                    break
             if watchdog.fired:
-                raise DecodeError("timeout", f"{path}: decoding took over {timeout_s} s", yielded)
-            if count:
-                yielded += count
-                yield pts[:count], rgb[:count]
-        status = process.wait()
+                break
+            yielded += len(item[0])
+            yield item
+        if watchdog.fired:
+            raise DecodeError("timeout", f"{path}: decoding took over {timeout_s} s", yielded)
+        if status == "short":
+            raise DecodeError("decode", f"{path}: frame {yielded}: {detail}; "
+                                        f"{log.last_lines()}", yielded)
+        exit_status = process.wait()
         log.join()
-        if problem := _failure(status, log, yielded, stopped, whole=start is None and end is None):
+        if problem := _failure(exit_status, log, yielded, status == "stopped",
+                               whole=start is None and end is None):
             raise DecodeError("decode", f"{path}: {problem}; {log.last_lines()}", yielded)
     finally:
+        reader.closed.set()
         if process.poll() is None:
             process.kill()
         process.wait()
+        reader.join()
         process.stdout.close()
         log.join()
         process.stderr.close()

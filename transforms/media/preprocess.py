@@ -1,12 +1,23 @@
 """The one preprocessing path from pixels to hash inputs, shared by videos and images.
 
-Every hash in an index was computed from a canonical thumbnail: the picture area-resized
-to ``THUMB_SIZE`` x ``THUMB_SIZE`` RGB (aspect ratio not kept), then turned grey with
-Pillow's ITU-R 601-2 luma. Video frames get the resize from FFmpeg's ``area`` scaler on the
-way out of the decoder; images (and query variants, which are boxes on the full image) get
-it from Pillow's ``BOX`` filter. Both are area averages, so a frame and a lossless PNG of
-that frame land on (nearly) the same thumbnail. Change anything here and bump
-``PREPROCESS_VERSION``: the match job refuses an index built with another version.
+Every key in an index was computed from a canonical thumbnail (``PREPROCESS_VERSION`` 2):
+the picture's **luma first**, full range (ITU-R 601: Pillow's ``convert('L')`` of RGB, which
+is also what a decoder's Y plane holds), then **area-resampled** to ``THUMB_SIZE`` x
+``THUMB_SIZE`` (aspect ratio not kept), rounded to uint8.
+
+- Images (and query variants, which are boxes on the full image): ``thumbnail`` -- Pillow
+  ``convert('L')``, then Pillow's ``BOX`` resize of the box.
+- Video frames: FFmpeg area-scales the decoded frame's Y plane (limited range, any source
+  colour model or depth) to the stored picture size (long side 320), then that picture to
+  the thumbnail with its area scaler, and the range is expanded by a table look-up
+  (``transforms.media.decode``). An area resample of an area resample is an area resample
+  up to rounding: a frame and a lossless PNG of it land on (nearly) the same thumbnail
+  (``tests/test_index.py`` measures it).
+
+Grey before resizing costs one channel instead of three on both paths. Version 1 resized
+RGB and then took the luma; the two differ by rounding only, but keys must come from one
+definition, so the match job refuses an index built with another version: change anything
+here and bump ``PREPROCESS_VERSION``.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 THUMB_SIZE = 128
 FLAT_STD = 8.0  # grey standard deviation below which a thumbnail is flat (fades, black gaps)
 
@@ -31,21 +42,18 @@ def grey(rgb: np.ndarray) -> np.ndarray:
     return ((rgb.astype(np.uint32) @ _LUMA + 0x8000) >> 16).astype(np.uint8)
 
 
-def resize_rgb(image: Image.Image, box: Box | None = None) -> np.ndarray:
-    """An RGB image (or a box of it, in relative 0..1 coordinates) as THUMB x THUMB RGB."""
-    if box is not None:
-        w, h = image.size
+def thumbnail(image: Image.Image, box: Box | None = None) -> np.ndarray:
+    """The canonical grey thumbnail of an image or of a relative box (0..1) inside it."""
+    grey_image = image if image.mode == "L" else image.convert("L")
+    if box is None:
+        resized = grey_image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX)
+    else:
+        w, h = grey_image.size
         left, top, right, bottom = box
         pixel_box = (left * w, top * h, right * w, bottom * h)
-        resized = image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX, box=pixel_box)
-    else:
-        resized = image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX)
-    return np.asarray(resized.convert("RGB"), dtype=np.uint8)
-
-
-def thumbnail(image: Image.Image, box: Box | None = None) -> np.ndarray:
-    """The canonical grey thumbnail of an RGB image or of a relative box inside it."""
-    return grey(resize_rgb(image, box))
+        resized = grey_image.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX,
+                                    box=pixel_box)
+    return np.asarray(resized, dtype=np.uint8)
 
 
 def is_flat(thumbs: np.ndarray, box: Box = FULL) -> np.ndarray:

@@ -9,7 +9,10 @@ Meta's ThreatExchange tools, so that is what framematch reads and writes:
   followed by a quality and a label (the rest of the line).
 - **vPDQ** (one file per video): ``frame_number,quality,hash,timestamp``, the order of the
   C++ reference writer (``vpdq/cpp/vpdq/cpp/io/vpdqio.cpp``, timestamp in seconds with 3
-  decimals), which framematch writes. vPDQ's Python README prints
+  decimals), which framematch writes. Frames are numbered as vPDQ numbers them, from 0 in
+  decoding order, and the timestamp is ``frame_number / frame rate`` in single precision
+  (``vpdq_timestamp``), not the frame's presentation time: a video starting at 3.5 s still
+  has its first frame at 0.000. vPDQ's Python README prints
   ``frame,hash,quality,ts`` instead, so the reader finds the 64-hex column rather than
   trusting the order.
 - **CSV** ``hash,quality,label[,ts]``, optionally with that header row.
@@ -26,6 +29,8 @@ import io
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 FORMATS = ("pdq", "vpdq", "csv")
 CSV_HEADER = ("hash", "quality", "label", "ts")
@@ -60,6 +65,20 @@ def pdq_line(pdq: bytes, quality: int | None, label: str | None) -> str:
 def vpdq_line(frame: int, quality: int, pdq: bytes, ts: float) -> str:
     """One frame of a vPDQ file in the C++ writer's order: frame, quality, hash, timestamp."""
     return f"{frame},{quality},{pdq.hex()},{ts:.{VPDQ_TS_DECIMALS}f}"
+
+
+def vpdq_frame_number(ts: float, start_time: float, frame_rate: float) -> int:
+    """The vPDQ frame number of a frame at presentation time ``ts`` of a constant-rate video:
+    frames decoded before it, counted from the stream's start."""
+    return max(0, round((ts - start_time) * frame_rate))
+
+
+def vpdq_timestamp(frame_number: int, frame_rate: float) -> float:
+    """vPDQ's timestamp: ``(float) frame_number / (float) frame_rate``, single precision as
+    Meta's ``hashFrame`` computes it (0.0 without a frame rate)."""
+    if not frame_rate:
+        return 0.0
+    return float(np.float32(frame_number) / np.float32(frame_rate))
 
 
 def csv_table(rows: Iterable[Sequence[object]]) -> str:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.records import FrameRecord, VideoRecord
+from transforms.hashing.vpdq import VPDQ_QUERY_SHARE, VideoHashes, VpdqMatch, match
 from transforms.index.changes import video_id_for
 from transforms.results import hash_formats
 from transforms.results.hash_formats import HashLine
@@ -83,13 +85,27 @@ def vpdq_file_name(video_id: int, uri: str) -> str:
     return f"{video_id:016x}-{posixpath.basename(uri.rstrip('/')) or 'video'}.txt"
 
 
+def vpdq_lines(hashes: list[HashLine], video: dict) -> Iterator[str]:
+    """A video's whole-frame rows as vPDQ lines, Meta's frame numbers and timestamps."""
+    rate = video.get("frame_rate")
+    for ordinal, h in enumerate(hashes):
+        if rate:
+            number = hash_formats.vpdq_frame_number(h.ts, video["start_time"], rate)
+            ts = hash_formats.vpdq_timestamp(number, rate)
+        else:
+            number, ts = ordinal, h.ts
+        yield hash_formats.vpdq_line(number, h.quality, h.pdq, ts)
+
+
 def export_files(videos: pa.Table, frames: pa.Table, fmt: str) -> tuple[dict[str, str], int]:
     """{file name: text} of an index's whole-frame PDQ in ``fmt``, and rows left out.
 
-    ``vpdq`` writes one file per video (frame numbers are the row's ordinal among the
-    video's kept frames: the index does not keep decoder frame numbers, and vPDQ matching
-    does not use them) plus ``videos.csv`` naming each file's URI and metadata; rows
-    without a quality (imported from bare hex lists) cannot be vPDQ and are left out.
+    ``vpdq`` writes one file per video, numbered and timestamped as Meta's ``vpdq`` does
+    (frame number from the row's time, the video's start and frame rate; timestamp
+    ``frame_number / frame rate``; rows of a video without a known frame rate, such as an
+    imported list, are numbered by their ordinal and keep their time), plus ``videos.csv``
+    naming each file's URI and metadata; rows without a quality (imported from bare hex
+    lists) cannot be vPDQ and are left out.
     ``pdq`` writes ``hashes.txt``, ``csv`` writes ``hashes.csv`` (with timestamps).
     """
     per_video = whole_frame_hashes(videos, frames)
@@ -111,8 +127,41 @@ def export_files(videos: pa.Table, frames: pa.Table, fmt: str) -> tuple[dict[str
         if not known:
             continue
         name = vpdq_file_name(vid, by_id[vid]["uri"])
-        files[name] = "".join(f"{hash_formats.vpdq_line(i, h.quality, h.pdq, h.ts)}\n"
-                              for i, h in enumerate(known))
+        files[name] = "".join(f"{line}\n" for line in vpdq_lines(known, by_id[vid]))
         listing.append((by_id[vid]["uri"], name, vid, *(by_id[vid][f] for f in META_FIELDS)))
     files[VIDEOS_LIST] = hash_formats.csv_table(listing)
     return files, skipped
+
+
+def _as_video_hashes(lines: list[HashLine]) -> VideoHashes:
+    known = [h for h in lines if h.quality is not None]
+    codes = np.stack([np.frombuffer(h.pdq, np.uint8) for h in known]) if known else \
+        np.zeros((0, 32), np.uint8)
+    return VideoHashes(codes, np.array([h.quality for h in known], dtype=np.int64),
+                       np.array([h.ts for h in known], dtype=np.float64))
+
+
+def match_imported(videos: pa.Table, frames: pa.Table, item_uris: Iterable[str],
+                   min_share: float = VPDQ_QUERY_SHARE) -> list[tuple[str, str, VpdqMatch]]:
+    """(item URI, footage URI, verdict) for every imported item whose hashes match an
+    indexed video under vPDQ's rule (query share >= ``min_share``), best first.
+
+    Each item is compared with every live footage video, all frames against all frames
+    (vPDQ's brute-force rule, as a partner's tooling applies it): meant for the lists a
+    partner sends about a case, not for matching one archive against another.
+    """
+    per_video = whole_frame_hashes(videos, frames)
+    rows = videos.to_pylist()
+    ids = {row["uri"]: row["video_id"] for row in rows}
+    imported = {row["video_id"] for row in rows
+                if (row["codec"] or "").startswith(f"{IMPORT_CODEC}:")}
+    footage = {vid: hashes for vid, hashes in per_video.items() if vid not in imported}
+    found = []
+    for item in item_uris:
+        query = _as_video_hashes(per_video.get(ids[item], []))
+        for hashes in footage.values():
+            verdict = match(query, _as_video_hashes(hashes))
+            if verdict.query_share >= min_share:
+                found.append((item, hashes[0].label, verdict))
+    return sorted(found, key=lambda f: (f[0], -f[2].query_share, f[1]))
+

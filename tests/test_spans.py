@@ -23,7 +23,8 @@ def random_hits(rng: np.random.Generator, n: int, videos: int) -> Hits:
 
 def reference_spans(hits: Hits) -> list[tuple]:
     """Per video, rows sorted by time, split where a row starts over SPAN_GAP_S after every
-    earlier row ended; the best row: least distance, then narrowest, then earliest."""
+    earlier row ended; the best row: least distance, then the middle of the distinct times
+    at that distance (the earlier of two middles), then the lower region."""
     spans = []
     for vid in np.unique(hits.video_id):
         rows = sorted(np.flatnonzero(hits.video_id == vid).tolist(),
@@ -35,8 +36,11 @@ def reference_spans(hits: Hits) -> list[tuple]:
             groups[-1].append(r)
             reach = max(reach, hits.ts_end[r])
         for group in groups:
-            best = min(group, key=lambda r: (hits.distance[r], hits.ts_end[r] - hits.ts_start[r],
-                                             hits.ts_start[r], hits.region[r]))
+            least = min(hits.distance[g] for g in group)
+            times = sorted({float(hits.ts_start[g]) for g in group if hits.distance[g] == least})
+            middle = times[(len(times) - 1) // 2]
+            best = min((g for g in group if hits.distance[g] == least
+                        and float(hits.ts_start[g]) == middle), key=lambda r: hits.region[r])
             spans.append((int(vid), float(hits.ts_start[best]),
                           float(min(hits.ts_start[g] for g in group)),
                           float(max(hits.ts_end[g] for g in group)), int(hits.distance[best]),

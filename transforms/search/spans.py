@@ -142,10 +142,12 @@ def collapse_spans(hits: Hits, variant_names: Sequence[str], n_bits: int, top_k:
     span_of = np.cumsum(first) - 1
     bounds = np.flatnonzero(first)
     dist = hits.distance[order]
-    width = end - start
-    # best row per span: least distance, then narrowest row, then earliest, then region
-    best_order = np.lexsort((hits.region[order], start, width, dist, span_of))
-    best = best_order[np.r_[True, span_of[best_order][1:] != span_of[best_order][:-1]]]
+    # best row per span: least distance; among rows at that distance (a static hold's rows
+    # all are), the middle one in time (then the lower region), which is nearest on average
+    # to a moment that could be any of them
+    best_order = np.lexsort((hits.region[order], start, dist, span_of))
+    best = best_order[_middle_of_ties(span_of[best_order], dist[best_order],
+                                      start[best_order])]
     span_start = np.minimum.reduceat(start, bounds)
     span_end = np.maximum.reduceat(end, bounds)
     score = np.maximum(0.0, 1.0 - dist[best] / (n_bits / 2))
@@ -164,6 +166,22 @@ def collapse_spans(hits: Hits, variant_names: Sequence[str], n_bits: int, top_k:
             variants=tuple(sorted({variant_names[v] for v in hits.variant[rows].tolist()})),
             n_frames=len(frames), score=float(score[s]), hasher=hits.hasher, frames=frames))
     return spans
+
+
+def _middle_of_ties(span: np.ndarray, dist: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Per span, the position of its best row, over rows sorted by (span, distance, time):
+    the first row at the middle distinct time among the rows at the span's least distance
+    (several regions of one frame share a time). One pass, whatever the number of spans."""
+    first = np.r_[True, span[1:] != span[:-1]]
+    least = np.maximum.accumulate(np.where(first, np.arange(len(span)), 0))  # span's 1st row
+    tied = dist == dist[least]
+    new_time = tied & (first | np.r_[True, start[1:] != start[:-1]])
+    rank = np.cumsum(new_time)
+    rank -= rank[least] - new_time[least]  # 1-based rank of each new time within its span
+    count = np.zeros(span[-1] + 1 if len(span) else 0, dtype=np.int64)
+    np.add.at(count, span, new_time)
+    target = (count[span] - 1) // 2 + 1
+    return np.flatnonzero(new_time & (rank == target))
 
 
 def _micros(seconds: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ class VideoRecord(NamedTuple):
     generation: str  # mtime (local) or update time (gs://): the change-detection key
     start_time: float
     duration: float
-    width: int
+    width: int  # as displayed: pixel aspect and display rotation applied
     height: int
     codec: str
     n_frames_decoded: int

@@ -22,7 +22,7 @@ from transforms.hashing.pdq import PdqSampler
 from transforms.hashing.regions import REGIONS
 from transforms.index.store import live_frames, live_videos, load_manifest
 from transforms.media import decode, preprocess
-from transforms.media.pictures import reference_size
+from transforms.media.pictures import decode_reference, reference_size
 
 INDEX_FLAGS = ["--segment_seconds", "20", *EMBEDDED]
 
@@ -193,3 +193,46 @@ def test_multi_process_workers_give_the_same_rows(archive: list[Path], tmp_path:
         rows.append(sorted(zip(t.column("ts_start").to_pylist(), t.column("region").to_pylist(),
                                t.column("key").to_pylist(), strict=True)))
     assert rows[0] == rows[1] and rows[0]
+
+
+def _photo_video(folder: Path, name: str, filters: str, metadata: list[str]) -> Image.Image:
+    """A 2 s clip of a real photo shown at 640x360, coded through ``filters`` (an anamorphic
+    squeeze, a turn) and tagged with ``metadata``; returns the picture a viewer sees."""
+    photo = Image.open(Path(__file__).parents[1] / "tests" / "data" / "threatexchange" /
+                       "q0746.jpg").convert("RGB").resize((640, 360), Image.Resampling.LANCZOS)
+    still = folder / f"{name}.png"
+    photo.save(still)
+    coded = folder / f"{name}-coded.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", str(still), "-t", "2",
+                    "-r", "25", "-vf", filters, "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(coded)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(coded), "-c", "copy", *metadata,
+                    str(folder / "archive" / f"{name}.mp4")], check=True)
+    return photo
+
+
+def test_stored_pictures_are_what_a_viewer_sees(tmp_path: Path):
+    """Non-square pixels (SD broadcast) and a display rotation (phone video) are applied to
+    the stored pictures and recorded sizes, so a screengrab, which shows the picture as
+    displayed, verifies against an undistorted reference."""
+    (tmp_path / "archive").mkdir()
+    shown = {
+        "anamorphic": _photo_video(tmp_path, "anamorphic", "scale=480:360,setsar=4/3", []),
+        "rotated": _photo_video(tmp_path, "rotated", "transpose=1",
+                                ["-metadata:s:v:0", "rotate=90"]),
+    }
+    idx = tmp_path / "index"
+    index.run(["--archive", str(tmp_path / "archive"), "--index", str(idx), *EMBEDDED])
+    manifest = load_manifest(str(idx))
+    videos = live_videos(str(idx), manifest).to_pylist()
+    (batch,) = manifest.partitions
+    pictures_table = read_partition(idx, "references", batch.batch_id).to_pylist()
+    for video in videos:
+        name = Path(video["uri"]).stem
+        assert (video["width"], video["height"]) == (640, 360), name
+        stored = [r for r in pictures_table if r["video_id"] == video["video_id"]]
+        picture = decode_reference(stored[0]["jpeg"])
+        assert picture.shape == (180, 320), name
+        expected = np.asarray(shown[name].convert("L").resize((320, 180), Image.Resampling.BOX),
+                              dtype=np.float32)
+        assert np.abs(picture.astype(np.float32) - expected).mean() < 8, name

@@ -102,7 +102,8 @@ class ProbeVideo(beam.DoFn):
         yield VideoRecord(
             video_id=video_id_for(uri, sha256), uri=uri, sha256=sha256, size=size,
             generation=generation, start_time=info.start_time, duration=info.duration,
-            width=info.width, height=info.height, codec=info.codec, n_frames_decoded=0,
+            width=info.display_size[0], height=info.display_size[1], codec=info.codec,
+            n_frames_decoded=0,
             n_rows=0, batch_id=self.batch_id, deleted=False,
             title=meta.get("title"), source_url=meta.get("source_url"),
             published=meta.get("published"), rights=meta.get("rights"), checksum=checksum,

@@ -89,8 +89,8 @@ class DecodeError(Exception):
 @dataclass(frozen=True)
 class VideoInfo:
     """The first video stream of a file: absolute start time and duration in seconds, coded
-    size, codec, and frame rate (``avg_frame_rate``, else ``r_frame_rate``, as vPDQ reads it;
-    0.0 when the container states neither)."""
+    size, codec, frame rate (``avg_frame_rate``, else ``r_frame_rate``, as vPDQ reads it;
+    0.0 when the container states neither), sample aspect ratio and display rotation."""
 
     start_time: float
     duration: float
@@ -98,6 +98,17 @@ class VideoInfo:
     height: int
     codec: str
     frame_rate: float = 0.0
+    sample_aspect: float = 1.0  # width of a pixel over its height (SD broadcast: 16:15, ...)
+    rotation: int = 0  # degrees the player turns the picture (phone video: 90, -90, 180)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """The picture as a viewer sees it (and posts show it): pixels stretched to their
+        aspect, turned by the display rotation (FFmpeg applies both on the way out of the
+        decoder), even-sized."""
+        width = max(2, 2 * round(self.width * self.sample_aspect / 2))
+        height = max(2, 2 * round(self.height / 2))
+        return (height, width) if self.rotation % 180 == 90 else (width, height)
 
 
 def _url(path: str) -> str:
@@ -170,13 +181,26 @@ def probe(path: str, timeout_s: float = 30, max_memory_mb: int | None = MAX_MEMO
         height=int(stream.get("height", 0)),
         codec=str(stream.get("codec_name", "unknown")),
         frame_rate=_rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate")),
+        sample_aspect=_rate(stream.get("sample_aspect_ratio"), ":") or 1.0,
+        rotation=_rotation(stream),
     )
 
 
-def _rate(value: str | None) -> float:
-    """An FFmpeg rational such as ``30000/1001`` as a float (0.0 for ``0/0`` or nothing)."""
+def _rotation(stream: dict) -> int:
+    """The display rotation in degrees, from the display matrix side data (or the old
+    ``rotate`` tag), as a multiple of 90 in 0..270."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            return round(-float(side["rotation"]) / 90) % 4 * 90
+    tag = (stream.get("tags") or {}).get("rotate")
+    return round(float(tag) / 90) % 4 * 90 if _float(tag) is not None else 0
+
+
+def _rate(value: str | None, separator: str = "/") -> float:
+    """An FFmpeg rational such as ``30000/1001`` (or ``16:15``) as a float (0.0 for ``0/0``
+    or nothing)."""
     try:
-        num, _, den = str(value).partition("/")
+        num, _, den = str(value).partition(separator)
         rate = float(num) / float(den or 1)
     except (TypeError, ValueError, ZeroDivisionError):
         return 0.0

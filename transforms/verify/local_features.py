@@ -244,6 +244,46 @@ def box_agreement(verdict: Verdict, reference: Features, query: Features,
     return float(overlap / union) if union > 0 else 0.0
 
 
+PHOTOMETRIC_SIDE = 160  # long side the query is compared at, pixel by pixel
+
+
+def photometric_distance(query: np.ndarray, reference: np.ndarray, reference_side: int,
+                         verdict: Verdict) -> float:
+    """How different the query looks from a stored frame laid onto it by ``verdict``'s
+    similarity, pixel by pixel: the mean absolute difference of the two, each normalised
+    to zero mean and unit deviation over where they overlap (so a brightness, contrast or
+    colour edit costs nothing) after a light blur (so JPEG and resizing cost little).
+
+    ``query`` is the query's grey picture (the one its features were computed on);
+    ``reference`` a stored frame's grey picture at any size, ``reference_side`` the long
+    side of the picture the model was fitted to. Frames of one fixed shot share one
+    geometry, so this tells apart moments that local features cannot: a static camera
+    whose only change is a passing car, a hold with a moving face.
+    """
+    if verdict.model is None:
+        return math.inf
+    if verdict.flipped:
+        query = np.ascontiguousarray(query[:, ::-1])
+    q_scale = PHOTOMETRIC_SIDE / max(query.shape)
+    size = (max(1, round(query.shape[1] * q_scale)), max(1, round(query.shape[0] * q_scale)))
+    small = cv2.resize(query, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    r_scale = max(reference.shape) / reference_side
+    to_query = np.vstack([verdict.model, [0.0, 0.0, 1.0]])
+    model = (np.diag([q_scale, q_scale, 1.0]) @ to_query
+             @ np.diag([1 / r_scale, 1 / r_scale, 1.0]))[:2]
+    laid = cv2.warpAffine(reference.astype(np.float32), model, size, flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.ones(reference.shape, np.uint8), model, size,
+                            flags=cv2.INTER_NEAREST)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
+    if inside.sum() < 0.05 * inside.size:
+        return math.inf
+    a = cv2.GaussianBlur(small, (0, 0), 1.0)[inside]
+    b = cv2.GaussianBlur(laid, (0, 0), 1.0)[inside]
+    a = (a - a.mean()) / (a.std() + 1e-6)
+    b = (b - b.mean()) / (b.std() + 1e-6)
+    return float(np.abs(a - b).mean())
+
+
 def _visible_area(model: np.ndarray, query_size: tuple[int, int],
                   reference_size: tuple[int, int]) -> float:
     """Area of the part of the reference that the query shows, under the model (reference →

@@ -51,6 +51,9 @@ REFINE_S = 3.0  # a rescued span's frames are looked for this far around its row
 WINDOW_S = 10.0  # a span's frames are checked at most this far from its hash-best frame
 NEAR_S = 0.6  # pictures are read this close to the hash-best and the spread frames
 PER_TARGET = 6  # at most this many per such frame (the nearest)
+WINDOW_PICTURES = 48  # pictures read for a query's likeliest span, evenly over its window
+RESCUE_WINDOW_S = WINDOW_S  # how far around the first rescue candidate's rows to look
+PHOTOMETRIC_GAIN = 0.9  # a frame that looks this much closer than the chosen one replaces it
 HASH_BEST_CHECKS = 2  # a span's frames checked first: the nearest by hash
 SPREAD_CHECKS = 3  # then frames spread evenly over the span
 MAX_CHECKS_PER_SPAN = 10  # then frames around the strongest, closer each time
@@ -78,8 +81,9 @@ def evidence_score(distance: int, inliers: float | None, n_bits: int) -> float:
 
 
 class PictureRequest(NamedTuple):
-    """Stored pictures of one video that one query's check reads: those within ``NEAR_S``
-    of each of ``targets`` (at most ``PER_TARGET`` each), between ``start`` and ``end``."""
+    """Stored pictures of one video that one query's check reads, between ``start`` and
+    ``end``: those within ``NEAR_S`` of each of ``targets`` (at most ``PER_TARGET`` each),
+    or, with no targets, all of them (at most ``WINDOW_PICTURES``, evenly spaced)."""
 
     sha256: str
     video_id: int
@@ -91,31 +95,50 @@ class PictureRequest(NamedTuple):
 def picture_requests(candidates: Candidates, k: int
                      ) -> Iterator[tuple[str, PictureRequest]]:
     """``(references file, request)`` for every picture the checks of these candidates may
-    read: around the hash-best frames of each span and at points spread over it (the spans
-    after the first ``k`` too: they are checked when the first are rejected), and the same
-    within ``REFINE_S`` of the first ``k`` rescue candidates. A query reads a bounded
-    number of pictures, however long its spans."""
+    read. The first span and the first rescue candidate (the likeliest answers) read every
+    stored frame of their window, at most ``WINDOW_PICTURES``: their moment is chosen among
+    all of them. The other spans (checked when the first are rejected) and the first ``k``
+    rescue candidates read around their hash-best frames and at points spread over them."""
     sha256 = candidates.query.sha256
-    for span, margin in itertools.chain(((s, 0.0) for s in candidates.spans),
-                                        ((s, REFINE_S) for s in candidates.rescue[:k])):
-        start, end = check_window(span, margin)
-        targets = tuple(sorted({*(ts for ts, _ in span.frames[:HASH_BEST_CHECKS]),
-                                *np.linspace(start, end, SPREAD_CHECKS + 2)[1:-1].tolist()}))
-        for file in sorted({file for _, file in span.frames}):
-            yield file, PictureRequest(sha256, span.video_id, start, end, targets)
+    for i, span in enumerate(candidates.spans):
+        yield from _requests(sha256, span, 0.0, whole=i == 0)
+    for i, span in enumerate(candidates.rescue[:k]):
+        yield from _requests(sha256, span, RESCUE_WINDOW_S if i == 0 else REFINE_S,
+                             whole=i == 0)
 
 
-def check_window(span: Span, margin: float) -> tuple[float, float]:
+def _requests(sha256: str, span: Span, margin: float, whole: bool
+              ) -> Iterator[tuple[str, PictureRequest]]:
+    start, end = check_window(span, margin, whole)
+    targets = () if whole else tuple(sorted(
+        {*(ts for ts, _ in span.frames[:HASH_BEST_CHECKS]),
+         *np.linspace(start, end, SPREAD_CHECKS + 2)[1:-1].tolist()}))
+    for file in sorted({file for _, file in span.frames}):
+        yield file, PictureRequest(sha256, span.video_id, start, end, targets)
+
+
+def check_window(span: Span, margin: float, whole: bool = False) -> tuple[float, float]:
     """The times whose stored frames may be checked for a span: the span (widened by
-    ``margin``), at most ``WINDOW_S`` either side of its hash-best frame, so a span of a
-    long static shot costs a bounded read."""
+    ``margin``); unless ``whole``, at most ``WINDOW_S`` either side of its hash-best frame,
+    so a span of a long static shot costs a bounded read. The likeliest span is read
+    ``whole`` (``WINDOW_PICTURES`` bound the read): in a long fixed shot every moment is
+    as near by hash, and the right one may be anywhere in it."""
+    if whole:
+        return span.ts_start - margin, span.ts_end + margin
     return (max(span.ts_start - margin, span.ts_best - WINDOW_S),
             min(span.ts_end + margin, span.ts_best + WINDOW_S))
 
 
 def wanted(request: PictureRequest, video_id: int, ts: float) -> bool:
     return (video_id == request.video_id and request.start <= ts <= request.end
-            and any(abs(ts - t) <= NEAR_S for t in request.targets))
+            and (not request.targets or any(abs(ts - t) <= NEAR_S for t in request.targets)))
+
+
+def _evenly(rows: list, n: int) -> list:
+    """At most ``n`` of ``rows`` (in time order), evenly spaced."""
+    if len(rows) <= n:
+        return rows
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, n).round().astype(int).tolist()]
 
 
 class ReadPictures(beam.DoFn):
@@ -146,6 +169,10 @@ class ReadPictures(beam.DoFn):
             found: dict[tuple[int, float], bytes] = {}
             for request in group:
                 near = [(vid, ts, jpeg) for vid, ts, jpeg in rows if wanted(request, vid, ts)]
+                if not request.targets:
+                    near.sort(key=lambda row: row[1])
+                    found.update(((vid, ts), jpeg) for vid, ts, jpeg
+                                 in _evenly(near, WINDOW_PICTURES))
                 for target in request.targets:
                     near.sort(key=lambda row, t=target: (abs(row[1] - t), row[1]))
                     found.update(((vid, ts), jpeg) for vid, ts, jpeg in near[:PER_TARGET])
@@ -186,8 +213,10 @@ class SpanCheck:
 
     def __init__(self, query: local_features.Features, boxes: Iterable[tuple[float, ...]],
                  stored: dict[tuple[int, float], bytes], cache: OrderedDict, counters: dict,
-                 unverified_distance: int, budget: int = MAX_CHECKS_PER_QUERY):
+                 unverified_distance: int, budget: int = MAX_CHECKS_PER_QUERY,
+                 grey: np.ndarray | None = None):
         self.query = query
+        self.grey = grey
         self.unverified_distance = unverified_distance
         self.boxes = sorted({(0.0, 0.0, 1.0, 1.0), *(tuple(b) for b in boxes)})
         self.stored = stored
@@ -233,7 +262,7 @@ class SpanCheck:
 
     def check(self, span: Span, margin: float = 0.0) -> Outcome:
         """The span's best-agreeing stored frame becomes its moment (``ts_best``)."""
-        start, end = check_window(span, margin)
+        start, end = check_window(span, margin, whole=True)  # the pictures read bound it
         times = self.times.get(span.video_id, np.zeros(0))
         times = times[(times >= start) & (times <= end)]
         if not len(times):
@@ -276,7 +305,9 @@ class SpanCheck:
                 return Outcome(dataclasses.replace(span, verified=False,
                                                    inliers=strongest), False, True)
             return Outcome(None, False, True)
+        best = self._closest_look(span, times, best, verdicts)
         self.counters["accepted"].inc()
+        judged = {ts: c for ts, c in verdicts.items() if c is not None and c.verdict.conclusive}
         inliers = judged[best].verdict.inliers
         strength = judged[best].strength
         start, end = min(span.ts_start, best), max(span.ts_end, best)
@@ -290,6 +321,31 @@ class SpanCheck:
             span, ts_best=best, ts_start=start, ts_end=end, verified=True, inliers=inliers,
             score=evidence_score(span.distance, strength, HASHERS[span.hasher].bits)),
             True, True)
+
+
+    def _closest_look(self, span: Span, times: np.ndarray, best: float,
+                      verdicts: dict[float, Check | None]) -> float:
+        """The chosen frame, or the stored frame of the window that looks clearly closer
+        to the query when laid onto it with the chosen frame's geometry (and passes a check
+        of its own): in a fixed shot every frame fits one geometry and local features
+        barely tell moments apart, but pixels do where anything moved."""
+        if self.grey is None:
+            return best
+        verdict = verdicts[best].verdict
+        side = max(self.reference((span.video_id, best)).size)
+        looks = {}
+        for ts in times.tolist():
+            jpeg = self.stored.get((span.video_id, ts))
+            if jpeg is not None:
+                looks[ts] = local_features.photometric_distance(
+                    self.grey, pictures.decode_reference_small(jpeg), side, verdict)
+        closest = min(looks, key=lambda ts: (looks[ts], ts)) if looks else best
+        if closest == best or looks[closest] > PHOTOMETRIC_GAIN * looks.get(best, math.inf):
+            return best
+        if closest not in verdicts:
+            verdicts[closest] = self._verdict(span, closest)
+        found = verdicts[closest]
+        return closest if found is not None and found.verdict.accepted else best
 
 
 def _strongest(checks: dict[float, Check | None]) -> float | None:
@@ -337,7 +393,7 @@ class VerifyCandidates(beam.DoFn):
         check = SpanCheck(local_features.features(query.picture, local_features.QUERY_FEATURES,
                                                   mirror=True),
                           (query.variant_boxes or {}).values(), stored, self._features,
-                          self.counters, self.unverified_distance)
+                          self.counters, self.unverified_distance, grey=query.picture)
         kept: list[Span] = []
         accepted = sure = False
         for i, span in enumerate(candidates.spans):

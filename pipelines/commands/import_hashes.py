@@ -43,6 +43,7 @@ from schemas.records import (
     VideoRecord,
 )
 from transforms.index import batches
+from transforms.index.manifest_log import CommitConflict
 from transforms.index.store import IndexVersionError, latest_videos
 from transforms.io import storage
 from transforms.results import hash_formats
@@ -164,7 +165,12 @@ def run(argv: list[str] | None = None) -> Partition:
                          pa.Table.from_pylist([r._asdict() for r in frames],
                                               schema=INDEX_TABLES[FRAMES]),
                          INDEX_TABLES[REFERENCES].empty_table(), manifest.shard_rows)
-    partition = batches.commit_batch(args.index, manifest, batch_id, started)
+    try:
+        partition = batches.commit_batch(args.index, manifest, batch_id, started, "import")
+    except CommitConflict as error:
+        batches.discard_batch(args.index, batch_id)
+        raise SystemExit(f"framematch import: {error}; nothing changed, run it again") \
+            from error
     print(f"import {args.index}: batch {batch_id}: {len(files)} file(s), {partition.videos} "
           f"items, {partition.rows} hash rows, {partition.dead_letters} dead letters")
     return partition

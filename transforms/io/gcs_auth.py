@@ -30,6 +30,7 @@ import apache_beam
 from apache_beam.internal.gcp import auth
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+_CLIENT = None
 WRITTEN_FOR_BEAM = "2.77.0"
 _PRIVATE_ATTRIBUTES = ("_credentials_lock", "_credentials_init", "_credentials")
 
@@ -61,3 +62,19 @@ def use_anonymous_credentials_for_emulator() -> bool:
         cache._credentials_init = True
     return True
 
+
+
+def storage_client():
+    """This process's google-cloud-storage client, for what Beam's ``FileSystems`` cannot
+    do: writes with a precondition (``transforms.io.storage.create_exclusive``). Anonymous
+    under an emulator (google-cloud-storage points itself at ``STORAGE_EMULATOR_HOST``),
+    the application default credentials otherwise."""
+    global _CLIENT
+    if _CLIENT is None:
+        from google.cloud import storage
+
+        if os.environ.get(EMULATOR_ENV):
+            _CLIENT = storage.Client.create_anonymous_client()
+        else:
+            _CLIENT = storage.Client()
+    return _CLIENT

@@ -215,6 +215,49 @@ def write_text_atomic(uri: str, text: str) -> None:
     os.replace(tmp, uri)
 
 
+def create_exclusive(uri: str, text: str) -> bool:
+    """Create ``uri`` holding ``text`` only if nothing is there yet; False if something is.
+
+    The one compare-and-swap primitive of framematch (the manifest log's commit). Readers
+    see the whole file or none. Locally the file is written beside the target and hard-linked
+    into place: ``link`` fails when the name exists, atomically, with no lock to leave
+    behind if the writer dies. On ``gs://`` the upload carries ``if_generation_match=0``
+    (Beam's ``FileSystems`` has no preconditions, so google-cloud-storage does it); an
+    upload retried after a lost reply meets its own first copy, which counts as a success
+    when its bytes are ours.
+    """
+    data = text.encode("utf-8")
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+
+        from transforms.io.gcs_auth import storage_client
+
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        blob = storage_client().bucket(bucket).blob(name)
+        try:
+            blob.upload_from_string(data, content_type="application/json",
+                                    if_generation_match=0)
+            return True
+        except PreconditionFailed:
+            return blob.download_as_bytes() == data
+    if "://" in uri:
+        raise ValueError(f"no exclusive create for {uri}: only local paths and gs://")
+    directory = os.path.dirname(os.path.abspath(uri))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, uri)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
 def exists(uri: str) -> bool:
     return FileSystems.exists(uri)
 

@@ -39,7 +39,7 @@ from transforms.io import storage
 
 LOG = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 20  # a writer that loses this often to others gives up (and says so)
-_VERSION_FILE = re.compile(r"(\d{20})\.json$")
+_VERSION_FILE = re.compile(r"(\d{20})\.json")
 
 
 class CommitConflict(RuntimeError):
@@ -59,16 +59,12 @@ def version_uri(index_dir: str, version: int) -> str:
 
 def versions(index_dir: str) -> list[int]:
     """The versions in the log, oldest first (empty: no log yet)."""
-    try:
-        found = FileSystems.match([f"{log_dir(index_dir)}/*.json"])[0].metadata_list
-    except Exception:  # noqa: BLE001 - Beam raises for a pattern under a missing directory
-        return []
-    return sorted(int(m.group(1)) for f in found
-                  if (m := _VERSION_FILE.search(f.path)))
+    return sorted(int(m.group(1)) for name in storage.list_names(log_dir(index_dir))
+                  if (m := _VERSION_FILE.fullmatch(name)))
 
 
 def read_version(index_dir: str, version: int) -> Manifest:
-    manifest = Manifest.from_json(storage.read_text(version_uri(index_dir, version)))
+    manifest = Manifest.from_json(storage.read_small(version_uri(index_dir, version)))
     manifest.log_version = version
     return manifest
 
@@ -84,8 +80,10 @@ def head(index_dir: str) -> Manifest | None:
             return read_version(index_dir, found[-1])
         except FileNotFoundError:
             continue
-    legacy = version_uri(index_dir, 0)
-    return read_version(index_dir, 0) if storage.exists(legacy) else None
+    try:
+        return read_version(index_dir, 0)
+    except FileNotFoundError:
+        return None
 
 
 def commit(index_dir: str, base: Manifest, change: Callable[[Manifest], Manifest],

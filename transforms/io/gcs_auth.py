@@ -30,7 +30,7 @@ import apache_beam
 from apache_beam.internal.gcp import auth
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-_CLIENT = None
+_CLIENTS: dict[str | None, object] = {}  # by emulator endpoint (None: real Cloud Storage)
 WRITTEN_FOR_BEAM = "2.77.0"
 _PRIVATE_ATTRIBUTES = ("_credentials_lock", "_credentials_init", "_credentials")
 
@@ -69,12 +69,10 @@ def storage_client():
     do: writes with a precondition (``transforms.io.storage.create_exclusive``). Anonymous
     under an emulator (google-cloud-storage points itself at ``STORAGE_EMULATOR_HOST``),
     the application default credentials otherwise."""
-    global _CLIENT
-    if _CLIENT is None:
+    endpoint = os.environ.get(EMULATOR_ENV)
+    if endpoint not in _CLIENTS:
         from google.cloud import storage
 
-        if os.environ.get(EMULATOR_ENV):
-            _CLIENT = storage.Client.create_anonymous_client()
-        else:
-            _CLIENT = storage.Client()
-    return _CLIENT
+        _CLIENTS[endpoint] = (storage.Client.create_anonymous_client() if endpoint
+                              else storage.Client())
+    return _CLIENTS[endpoint]

@@ -230,10 +230,7 @@ def create_exclusive(uri: str, text: str) -> bool:
     if uri.startswith("gs://"):
         from google.api_core.exceptions import PreconditionFailed
 
-        from transforms.io.gcs_auth import storage_client
-
-        bucket, _, name = uri.removeprefix("gs://").partition("/")
-        blob = storage_client().bucket(bucket).blob(name)
+        blob = _blob(uri)
         try:
             blob.upload_from_string(data, content_type="application/json",
                                     if_generation_match=0)
@@ -256,6 +253,45 @@ def create_exclusive(uri: str, text: str) -> bool:
         return False
     finally:
         os.unlink(tmp)
+
+
+def _blob(uri: str):
+    from transforms.io.gcs_auth import storage_client
+
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return storage_client().bucket(bucket).blob(name)
+
+
+def list_names(directory: str) -> list[str]:
+    """The names of the files directly in ``directory`` (local or ``gs://``; [] if none).
+
+    On ``gs://`` through the same client as ``create_exclusive`` (one listing request), so
+    the commit protocol is tested against the emulator that enforces preconditions.
+    """
+    if directory.startswith("gs://"):
+        bucket, _, prefix = directory.rstrip("/").removeprefix("gs://").partition("/")
+        from transforms.io.gcs_auth import storage_client
+
+        blobs = storage_client().list_blobs(bucket, prefix=f"{prefix}/", delimiter="/")
+        return [b.name.rsplit("/", 1)[-1] for b in blobs]
+    try:
+        return [n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n))]
+    except FileNotFoundError:
+        return []
+
+
+def read_small(uri: str) -> str:
+    """A small file's text; ``gs://`` through the client of ``create_exclusive``.
+    Raises ``FileNotFoundError`` when it is not there."""
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return _blob(uri).download_as_bytes().decode("utf-8")
+        except NotFound as error:
+            raise FileNotFoundError(uri) from error
+    with open(uri, encoding="utf-8") as f:
+        return f.read()
 
 
 def exists(uri: str) -> bool:

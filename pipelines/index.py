@@ -191,7 +191,7 @@ def run(argv: list[str] | None = None) -> Manifest:
 
 def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
     """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
-    options = beam_options(list(sys.argv[1:] if argv is None else argv))
+    options = beam_options(list(sys.argv[1:] if argv is None else argv), "index", [IndexOptions])
     opts = options.view_as(IndexOptions)
     common = options.view_as(CommonOptions)
     configure_logging(common.verbose)

@@ -127,7 +127,7 @@ def run(argv: list[str] | None = None) -> dict[str, str]:
 
 def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | None]:
     """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
-    options = beam_options(list(sys.argv[1:] if argv is None else argv))
+    options = beam_options(list(sys.argv[1:] if argv is None else argv), "match", [MatchOptions])
     opts = options.view_as(MatchOptions)
     common = options.view_as(CommonOptions)
     configure_logging(common.verbose)

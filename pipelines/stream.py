@@ -40,7 +40,12 @@ from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from pipelines.match import MatchImages, MatchOptions
-from pipelines.options import CommonOptions, configure_logging, new_run_id
+from pipelines.options import (
+    CommonOptions,
+    configure_logging,
+    new_run_id,
+    refuse_unknown_flags,
+)
 from schemas.records import MATCH_TABLES
 from transforms.index.store import load_manifest, require_compatible
 from transforms.io import gcs_auth, storage
@@ -86,6 +91,7 @@ def prism_binary() -> str | None:
 
 def streaming_options(argv: list[str]) -> PipelineOptions:
     """Options with ``--streaming`` on and, unless another runner is named, local Prism."""
+    refuse_unknown_flags("stream", argv, [CommonOptions, MatchOptions, StreamOptions])
     gcs_auth.use_anonymous_credentials_for_emulator()  # a no-op off an emulator
     options = PipelineOptions(argv)
     options.view_as(StandardOptions).streaming = True

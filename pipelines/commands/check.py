@@ -20,7 +20,6 @@ Exit status 0 when everything reconciles, 1 on any mismatch (each printed on one
 
 from __future__ import annotations
 
-import argparse
 import collections
 import shlex
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.match import run_partition
+from pipelines.options import CommandParser
 from schemas.manifest import Partition, partition_dir
 from schemas.records import (
     DEAD_LETTER_SCHEMA,
@@ -165,7 +165,7 @@ def check_index(index_dir: str) -> Iterator[str]:
 
 
 def run(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="framematch check", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="framematch check", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="A match output directory or an index directory.")
     parser.add_argument("--no_relist", action="store_true",
                         help="Do not list a match run's inputs again (they moved since).")

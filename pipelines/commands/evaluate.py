@@ -33,6 +33,7 @@ from evaluation import baselines, footage
 from evaluation.scoring import TOLERANCE_S, is_hit, score, wilson
 from evaluation.sets import make_set, photo_distractors, photos_in, videos_in
 from pipelines import index, match
+from pipelines.options import CommandParser, CommonOptions, refuse_unknown_flags
 from transforms.index.store import load_manifest
 from transforms.media.images import load_image
 from transforms.results.views import connect
@@ -42,8 +43,8 @@ EMBEDDED = ["--runner=FnApiRunner"]
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="framematch eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="framematch eval", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", help="Where sets, indexes and results go.")
     parser.add_argument("--verdicts", metavar="OUT",
                         help="Calibrate on analysts' verdicts in a results directory instead: "
@@ -64,7 +65,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                              "with unrelated footage (--pad_footage, default: the bundled "
                              "benchmark archive, ~12 min of 720p).")
     parser.add_argument("--pad_footage", help="Folder of padding videos for --pad.")
-    return parser.parse_known_args(argv)
+    args, beam_args = parser.parse_known_args(argv)  # the rest goes to the jobs it runs
+    refuse_unknown_flags("eval", beam_args, [CommonOptions, index.IndexOptions, match.MatchOptions],
+                         list(parser._option_string_actions))
+    return args, beam_args
 
 
 def results(out: Path) -> dict[str, list[dict]]:

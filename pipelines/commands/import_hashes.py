@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.index import KEY_HASHER, IndexOptions
-from pipelines.options import new_run_id
+from pipelines.options import CommandParser, new_run_id
 from schemas.manifest import Manifest, Partition
 from schemas.records import (
     DEAD_LETTER,
@@ -54,7 +54,7 @@ STAGE = "import"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framematch import", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="framematch import", description=__doc__.split("\n")[0])
     parser.add_argument("--hashes", required=True, help="Hash list(s): file, glob, directory.")
     parser.add_argument("--index", required=True, help="Index directory (local or gs://).")
     parser.add_argument("--format", choices=("auto", *hash_formats.FORMATS), default="auto")

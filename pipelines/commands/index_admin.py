@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.options import new_run_id
+from pipelines.options import CommandParser, new_run_id
 from schemas.manifest import Manifest, partition_dir
 from schemas.records import (
     DEAD_LETTER,
@@ -62,7 +62,7 @@ def _open(index_dir: str) -> Manifest:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"framematch {prog}")
+    parser = CommandParser(prog=f"framematch {prog}")
     parser.add_argument("--index", required=True, help="Index directory (local or gs://).")
     return parser
 

@@ -22,7 +22,7 @@ from schemas.records import DEAD_LETTER, MATCH_TABLES, MATCHES, QUERIES, QUERIES
 from schemas.runs import RunRecord
 from transforms.index.store import has_imported_lists, load_manifest, require_compatible
 from transforms.io import parquet, storage
-from transforms.io.listing import ListFiles
+from transforms.io.listing import CountInputs, ListFiles
 from transforms.match import rematch
 from transforms.match.answer import AnswerQueries
 from transforms.match.intake import FingerprintQuery, HashQuery
@@ -159,6 +159,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
             | "ListImages" >> ListFiles(patterns)
             | "Paths" >> beam.Map(lambda m: m.path)
             | "OncePerUri" >> beam.Distinct()
+            | "CountListed" >> beam.ParDo(CountInputs("match", "images_listed"))
             | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
                                            pdq_lists=has_imported_lists(manifest),
                                            rejected=rejected)
@@ -167,6 +168,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
             again = (
                 p
                 | "OldUnmatched" >> beam.Create(rematch_uris)
+                | "CountRematched" >> beam.ParDo(CountInputs("match", "images_rematched"))
                 | "Rematch" >> MatchImages(common.index, new_partitions, opts, run_id, sidecar,
                                            pdq_lists=has_imported_lists(new_partitions),
                                            rejected=rejected)
@@ -179,17 +181,22 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
     if is_dry_run(options):
         print("framematch match: dry run: the job was built, not run")
         return partitions, None
-    print_metrics(p.result, "match")
+    metrics = print_metrics(p.result, "match")
     print_metrics(p.result, "verify")
+    listed, rematched = metrics.get("images_listed", 0), metrics.get("images_rematched", 0)
     counts = {t: parquet.count_rows(d) for t, d in partitions.items()}
     statuses = parquet.read_table(partitions["queries"], QUERIES_SCHEMA).column("status")
     tally = {s: statuses.to_pylist().count(s) for s in ("matched", "no_match", "failed")}
-    print(f"match run {run_id}: {counts['queries']} images: {tally['matched']} matched, "
+    print(f"match run {run_id}: {listed} images listed, {rematched} re-matched; "
+          f"{counts['queries']} answered: {tally['matched']} matched, "
           f"{tally['no_match']} no match, {tally['failed']} failed; {counts['matches']} match "
           f"rows, {counts['dead_letter']} dead letters -> {opts.out}")
     record = runs.run_record(
         "match", run_id, started, options, argv, common.index, manifest,
-        threshold=opts.threshold, top_k=opts.top_k, n_inputs=counts["queries"],
+        # inputs as counted where they entered, not as the queries rows say: an input the
+        # pipeline lost lowers the outputs only, and the run fails to reconcile (exit 1)
+        threshold=opts.threshold, top_k=opts.top_k, n_inputs=listed + rematched,
+        n_rematched=None if opts.no_rematch else rematched,
         n_matched=tally["matched"], n_no_match=tally["no_match"], n_failed=tally["failed"],
         n_match_rows=counts["matches"], n_dead_letters=counts["dead_letter"])
     runs.write_run(opts.out, record, run_date)

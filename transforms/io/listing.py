@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 
 class EmptyListing(ValueError):
@@ -53,3 +54,19 @@ class ListFiles(beam.PTransform):
             | "Patterns" >> beam.Create(self.patterns)
             | "Match" >> fileio.MatchAll(treatment)
         )
+
+
+class CountInputs(beam.DoFn):
+    """Counts what enters a job where it enters (a Beam counter), passing it on unchanged:
+    the count a run reconciles its outputs against, independent of what came out."""
+
+    def __init__(self, namespace: str, name: str):
+        self.namespace = namespace
+        self.name = name
+
+    def setup(self) -> None:
+        self.counter = Metrics.counter(self.namespace, self.name)
+
+    def process(self, element):
+        self.counter.inc()
+        yield element

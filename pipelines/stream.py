@@ -50,15 +50,13 @@ from schemas.records import MATCH_TABLES
 from transforms.index.store import load_manifest, require_compatible
 from transforms.io import gcs_auth, storage
 from transforms.stream import window_sink
+from transforms.stream.arrival import StampArrival
 from transforms.stream.notifications import FinalizedObjects
 
 LOG = logging.getLogger(__name__)
 PRISM_BUILT = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "prism"
 STOP_GRACE_S = 30.0  # after --stop_after, time for the last windows to drain before cancel
 CANCEL_WAIT_S = 30.0  # how long a cancelled job may take to reach a terminal state
-# A file can become visible after its window closed (its mtime is when it was written, not
-# when it was renamed into place): such files make a late pane (its own file), not a loss.
-ALLOWED_LATENESS_S = 60.0
 
 
 class StreamOptions(PipelineOptions):
@@ -109,29 +107,34 @@ def streaming_options(argv: list[str]) -> PipelineOptions:
 
 def watched_uris(p: beam.Pipeline, images: str, stream: StreamOptions,
                  stop: Timestamp) -> beam.PCollection:
-    """New image URIs, each once, timestamped by when they landed.
+    """New image URIs, each once, timestamped by when they arrived (``StampArrival``).
 
-    A watched directory is listed every ``poll_s`` by ``MatchContinuously`` with
-    ``timestamp_cursor``: a file's event time is its mtime (object update time on GCS), and
-    the dedup state is bounded by it: it holds the paths of the newest mtime only, not every
-    file ever seen. The cost: a file that lands with an mtime older than the newest one
-    already matched is taken as seen (``mv`` of a file written long ago keeps its old mtime;
-    write in place or ``touch`` it). Notifications carry (name, generation) instead, and are
-    deduplicated by ``FinalizedObjects``.
+    A watched directory is listed every ``poll_s`` by ``MatchContinuously``, deduplicated by
+    (path, mtime): a file is matched once, and again if it is rewritten. Its dedup state
+    holds every path it has seen, so it grows with the files ever dropped there; Beam's
+    ``timestamp_cursor`` would bound it, but then skips any file whose mtime is older than
+    the newest seen (a ``mv`` of an old file) with no trace, and stamps files with their
+    mtime, which can be behind the watermark. For large volumes use ``--subscription``:
+    notifications carry (name, generation) and are deduplicated by ``FinalizedObjects``,
+    whose state lasts ``--dedup_ttl_s``.
     """
     if stream.subscription:
         from apache_beam.io.gcp.pubsub import ReadFromPubSub
 
-        return (p
+        uris = (p
                 | "Notifications" >> ReadFromPubSub(subscription=stream.subscription,
                                                     with_attributes=True)
                 | "NewObjects" >> FinalizedObjects(stream.dedup_ttl_s))
-    watched = [
-        p | f"Watch{i}" >> fileio.MatchContinuously(
-            pattern, interval=stream.poll_s, stop_timestamp=stop, timestamp_cursor=True)
-        for i, pattern in enumerate(storage.expand_source(images))
-    ]
-    return watched | "AllWatched" >> beam.Flatten() | "Paths" >> beam.Map(lambda m: m.path)
+    else:
+        watched = [
+            p | f"Watch{i}" >> fileio.MatchContinuously(
+                pattern, interval=stream.poll_s, stop_timestamp=stop,
+                match_updated_files=True)
+            for i, pattern in enumerate(storage.expand_source(images))
+        ]
+        uris = (watched | "AllWatched" >> beam.Flatten()
+                | "Paths" >> beam.Map(lambda m: m.path))
+    return uris | "ArrivalTime" >> beam.ParDo(StampArrival())
 
 
 def own_stop_signals(stop: threading.Event) -> None:
@@ -220,8 +223,7 @@ def run(argv: list[str] | None = None) -> int:
     p = beam.Pipeline(options=options)
     tables = (
         watched_uris(p, opts.images, stream, stop)
-        | "Windows" >> beam.WindowInto(FixedWindows(stream.window_s),
-                                       allowed_lateness=ALLOWED_LATENESS_S)
+        | "Windows" >> beam.WindowInto(FixedWindows(stream.window_s))
         | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
                                        refresh_s=stream.refresh_s)
     )

@@ -73,7 +73,7 @@ class MatchImages(beam.PTransform):
 
     def __init__(self, index_dir: str, manifest, opts: MatchOptions, run_id: str,
                  sidecar: dict[str, dict[str, str]], refresh_s: float | None = None,
-                 pdq_lists: bool = False, rejected: frozenset[tuple[str, str]] = frozenset()):
+                 pdq_lists: bool = False, rejected: beam.PCollection | None = None):
         super().__init__()
         self.rejected = rejected
         self.refresh_s = refresh_s
@@ -98,14 +98,11 @@ class MatchImages(beam.PTransform):
                 keep_picture=o.verify, pdq=self.pdq_lists,
             )).with_outputs(DEAD_LETTER, QUERIES, main="hashed")
         )
-        rejected: dict[str, frozenset[str]] = {}
-        for sha256, uri in self.rejected:
-            rejected[sha256] = rejected.get(sha256, frozenset()) | {uri}
         candidates = hashed.hashed | "Search" >> SearchShardedIndex(
             self.index_dir, self.manifest, o.threshold + self.manifest.prune_d, o.top_k,
             o.max_index_memory_mb << 20, self.refresh_s,
             rescue_k=o.verify_k if o.verify else 0, rescue_radius=o.rescue_radius,
-            rescue_above=SURE_DISTANCE, rejected=rejected)
+            rescue_above=SURE_DISTANCE, rejected=self.rejected)
         if o.verify:
             candidates = candidates | "Verify" >> VerifyWithStoredPictures(o.verify_k)
         answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
@@ -144,7 +141,6 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
         parquet.delete_partition(directory)
     sidecar = storage.read_sidecar(common.meta, "uri")
     patterns = storage.expand_source(opts.images)
-    rejected = verdicts.rejected_pairs(opts.out)
     rematch_uris, new_partitions = [], None
     if not opts.no_rematch:
         rematch_uris, new_partitions = rematch.pending(opts.out, manifest,
@@ -154,6 +150,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
                   f"{len(new_partitions.partitions)} index batches added since")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
+        rejected = p | "RejectedPairs" >> verdicts.RejectedPairs(opts.out)
         tables = (
             p
             | "ListImages" >> ListFiles(patterns)

@@ -29,11 +29,11 @@ from schemas.runs import RunRecord
 from transforms.hashing.pruning import DEFAULT_PRUNE_D
 from transforms.index import batches
 from transforms.index.changes import DetectChanges, ListedScope
-from transforms.index.finalise import FinaliseVideo
+from transforms.index.finalise import AttachVideoMetadata, FinaliseVideo
 from transforms.index.manifest_log import CommitConflict
 from transforms.index.segments import DecodeSegment, ProbeVideo, plan_segments
 from transforms.io import parquet, storage
-from transforms.io.listing import EmptyListing, ListFiles, require_files
+from transforms.io.listing import EmptyListing, ListFiles, ReadSidecar, require_files
 from transforms.media.decode import MAX_MEMORY_MB
 from transforms.results import runs
 
@@ -101,7 +101,7 @@ class IndexArchive(beam.PTransform):
 
     def __init__(self, index_dir: str, patterns: list[str], known_globs: list[str],
                  opts: IndexOptions, hashers: list[str], batch_id: str,
-                 sidecar: dict[str, dict[str, str]]):
+                 sidecar: beam.PCollection | None = None):
         super().__init__()
         self.index_dir = index_dir
         self.hashers = hashers
@@ -126,7 +126,7 @@ class IndexArchive(beam.PTransform):
         )
         probed = (
             changes.new
-            | "Probe" >> beam.ParDo(ProbeVideo(self.batch_id, self.batch_id, self.sidecar,
+            | "Probe" >> beam.ParDo(ProbeVideo(self.batch_id, self.batch_id,
                                                o.probe_timeout, o.decode_memory_mb))
             .with_outputs(DEAD_LETTER, main="videos")
         )
@@ -154,8 +154,12 @@ class IndexArchive(beam.PTransform):
             | "Finalise" >> beam.ParDo(FinaliseVideo(self.batch_id))
             .with_outputs(DEAD_LETTER, SEGMENTS, main="videos")
         )
+        videos = finalised.videos
+        if self.sidecar is not None:  # the videos' metadata, by URI, from a side input
+            videos = videos | "VideoMetadata" >> beam.ParDo(
+                AttachVideoMetadata(), beam.pvalue.AsMultiMap(self.sidecar))
         return {
-            VIDEOS: (finalised.videos, changes[DetectChanges.TOMBSTONES])
+            VIDEOS: (videos, changes[DetectChanges.TOMBSTONES])
             | "VideosAndTombstones" >> beam.Flatten(),
             SEGMENTS: finalised[SEGMENTS],
             DEAD_LETTER: (changes[DEAD_LETTER], probed[DEAD_LETTER], finalised[DEAD_LETTER])
@@ -218,9 +222,9 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
     batch_id = new_run_id()
     known_globs = [f"{partition_dir(common.index, 'videos', p.batch_id)}/*.parquet"
                    for p in manifest.partitions]
-    sidecar = storage.read_sidecar(common.meta, "uri")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
+        sidecar = p | "ReadVideoMetadata" >> ReadSidecar(common.meta) if common.meta else None
         tables = p | "IndexArchive" >> IndexArchive(
             common.index, patterns, known_globs, opts, hashers,
             batch_id, sidecar)
@@ -234,11 +238,12 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
 
     refuse_mass_deletion(common.index, batch_id, metrics, opts.max_delete_fraction)
     try:
-        partition = batches.commit_batch(common.index, manifest, batch_id, started)
+        manifest = batches.commit_batch(common.index, manifest, batch_id, started)
     except CommitConflict as error:
         batches.discard_batch(common.index, batch_id)
         raise SystemExit(f"framematch index: {error}; nothing was committed: run it again "
                          f"(what the other run indexed is not read again)") from error
+    partition = manifest.partitions[-1]
     record = runs.run_record(
         "index", batch_id, started, options, argv, common.index, manifest,
         n_inputs=metrics.get("files_listed", 0), n_unchanged=metrics.get("videos_unchanged", 0),

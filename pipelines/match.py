@@ -22,9 +22,9 @@ from schemas.records import DEAD_LETTER, MATCH_TABLES, MATCHES, QUERIES, QUERIES
 from schemas.runs import RunRecord
 from transforms.index.store import has_imported_lists, load_manifest, require_compatible
 from transforms.io import parquet, storage
-from transforms.io.listing import CountInputs, ListFiles
+from transforms.io.listing import CountInputs, ListFiles, ReadSidecar
 from transforms.match import rematch
-from transforms.match.answer import AnswerQueries
+from transforms.match.answer import AnswerQueries, AttachPostMetadata
 from transforms.match.intake import FingerprintQuery, HashQuery
 from transforms.match.search_stage import SearchShardedIndex
 from transforms.results import runs, verdicts
@@ -72,7 +72,7 @@ class MatchImages(beam.PTransform):
     """Image URIs → {'matches', 'queries', 'dead_letter'} PCollections."""
 
     def __init__(self, index_dir: str, manifest, opts: MatchOptions, run_id: str,
-                 sidecar: dict[str, dict[str, str]], refresh_s: float | None = None,
+                 sidecar: beam.PCollection | None = None, refresh_s: float | None = None,
                  pdq_lists: bool = False, rejected: beam.PCollection | None = None):
         super().__init__()
         self.rejected = rejected
@@ -88,14 +88,14 @@ class MatchImages(beam.PTransform):
         o = self.opts
         hasher = self.manifest.key_hasher
         fingerprints = uris | "Fingerprint" >> beam.ParDo(
-            FingerprintQuery(self.run_id, self.sidecar)).with_outputs(
+            FingerprintQuery(self.run_id)).with_outputs(
                 DEAD_LETTER, QUERIES, main="keys")
         hashed = (
             fingerprints.keys
             | "GroupReposts" >> beam.GroupByKey()
             | "HashVariants" >> beam.ParDo(HashQuery(
-                hasher, o.max_variants, o.max_pixels, self.run_id, self.sidecar,
-                keep_picture=o.verify, pdq=self.pdq_lists,
+                hasher, o.max_variants, o.max_pixels, self.run_id, keep_picture=o.verify,
+                pdq=self.pdq_lists,
             )).with_outputs(DEAD_LETTER, QUERIES, main="hashed")
         )
         candidates = hashed.hashed | "Search" >> SearchShardedIndex(
@@ -106,12 +106,18 @@ class MatchImages(beam.PTransform):
         if o.verify:
             candidates = candidates | "Verify" >> VerifyWithStoredPictures(o.verify_k)
         answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
-            o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
+            o.threshold + self.manifest.prune_d, self.run_id,
         )).with_outputs(QUERIES, main="matches")
+        matches = answered.matches
+        queries = ((fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])
+                   | "AllQueries" >> beam.Flatten())
+        if self.sidecar is not None:  # the posts' metadata, by URI, from a side input
+            side = beam.pvalue.AsMultiMap(self.sidecar)
+            matches = matches | "MatchMetadata" >> beam.ParDo(AttachPostMetadata(), side)
+            queries = queries | "QueryMetadata" >> beam.ParDo(AttachPostMetadata(), side)
         return {
-            MATCHES: answered.matches,
-            QUERIES: (fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])
-            | "AllQueries" >> beam.Flatten(),
+            MATCHES: matches,
+            QUERIES: queries,
             DEAD_LETTER: (fingerprints[DEAD_LETTER], hashed[DEAD_LETTER])
             | "AllDeadLetters" >> beam.Flatten(),
         }
@@ -139,7 +145,6 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
     partitions = {t: run_partition(opts.out, t, run_date, run_id) for t in MATCH_TABLES}
     for directory in partitions.values():
         parquet.delete_partition(directory)
-    sidecar = storage.read_sidecar(common.meta, "uri")
     patterns = storage.expand_source(opts.images)
     rematch_uris, new_partitions = [], None
     if not opts.no_rematch:
@@ -151,6 +156,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         rejected = p | "RejectedPairs" >> verdicts.RejectedPairs(opts.out)
+        sidecar = p | "PostMetadata" >> ReadSidecar(common.meta) if common.meta else None
         tables = (
             p
             | "ListImages" >> ListFiles(patterns)

@@ -49,6 +49,7 @@ from pipelines.options import (
 from schemas.records import MATCH_TABLES
 from transforms.index.store import load_manifest, require_compatible
 from transforms.io import gcs_auth, storage
+from transforms.io.listing import ReadSidecar
 from transforms.stream import window_sink
 from transforms.stream.arrival import StampArrival
 from transforms.stream.notifications import FinalizedObjects
@@ -219,8 +220,8 @@ def run(argv: list[str] | None = None) -> int:
     run_id = opts.run_id or new_run_id()
     stop = (MAX_TIMESTAMP if stream.stop_after is None
             else Timestamp.now() + stream.stop_after)
-    sidecar = storage.read_sidecar(common.meta, "uri")
     p = beam.Pipeline(options=options)
+    sidecar = p | "PostMetadata" >> ReadSidecar(common.meta) if common.meta else None
     tables = (
         watched_uris(p, opts.images, stream, stop)
         | "Windows" >> beam.WindowInto(FixedWindows(stream.window_s))

@@ -166,7 +166,8 @@ def run(argv: list[str] | None = None) -> Partition:
                                               schema=INDEX_TABLES[FRAMES]),
                          INDEX_TABLES[REFERENCES].empty_table(), manifest.shard_rows)
     try:
-        partition = batches.commit_batch(args.index, manifest, batch_id, started, "import")
+        partition = batches.commit_batch(args.index, manifest, batch_id, started,
+                                         "import").partitions[-1]
     except CommitConflict as error:
         batches.discard_batch(args.index, batch_id)
         raise SystemExit(f"framematch import: {error}; nothing changed, run it again") \

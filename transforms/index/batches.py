@@ -212,16 +212,16 @@ def appended(index_dir: str, base: Manifest, partition: Partition, touched: set[
 
 
 def commit_batch(index_dir: str, manifest: Manifest, batch_id: str,
-                 created: datetime.datetime, operation: str = "index") -> Partition:
+                 created: datetime.datetime, operation: str = "index") -> Manifest:
     """Make a written batch live: pack its shards, count its tables, append its Partition to
     ``manifest`` (the version the batch was made against) as the next manifest version.
+    Returns the committed manifest (its last partition is the batch).
 
     Raises ``CommitConflict`` (nothing committed) when a concurrent commit makes that unsafe.
     """
     partition, touched = batch_partition(index_dir, batch_id, manifest.shard_rows, created)
-    manifest_log.commit(index_dir, manifest, appended(index_dir, manifest, partition, touched),
-                        operation)
-    return partition
+    return manifest_log.commit(index_dir, manifest,
+                               appended(index_dir, manifest, partition, touched), operation)
 
 
 def discard_batch(index_dir: str, batch_id: str) -> int:

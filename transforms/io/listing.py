@@ -1,4 +1,5 @@
-"""Listing inputs through Beam's ``FileSystems``: the first step of every batch job."""
+"""Listing inputs through Beam's ``FileSystems``: the first step of every batch job; and
+the sidecar of metadata read beside them (``ReadSidecar``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+
+from transforms.io import storage
 
 
 class EmptyListing(ValueError):
@@ -70,3 +73,28 @@ class CountInputs(beam.DoFn):
     def process(self, element):
         self.counter.inc()
         yield element
+
+
+class ReadSidecar(beam.PTransform):
+    """A CSV/JSONL sidecar (``--meta``) → ``(key value, row)``, read inside the pipeline.
+
+    Its rows reach the steps that need them as a multimap side input, looked up by key
+    (``storage.sidecar_lookup``): a dict of every row pickled into the steps instead made
+    the job graph grow with the sidecar (Dataflow refuses graphs past its size limit).
+    The file is read whole by one worker (a CSV row may span lines); nothing when no
+    sidecar is given.
+    """
+
+    def __init__(self, uri: str | None, key: str = "uri"):
+        super().__init__()
+        self.uri = uri
+        self.key = key
+
+    def expand(self, pbegin):
+        key = self.key
+        return (
+            pbegin
+            | "Sidecar" >> beam.Create([self.uri] if self.uri else [])
+            | "Rows" >> beam.FlatMap(lambda uri: storage.sidecar_rows(
+                storage.read_text(uri), uri, key))
+        )

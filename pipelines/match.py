@@ -22,9 +22,9 @@ from schemas.records import DEAD_LETTER, MATCH_TABLES, MATCHES, QUERIES, QUERIES
 from schemas.runs import RunRecord
 from transforms.index.store import has_imported_lists, load_manifest, require_compatible
 from transforms.io import parquet, storage
-from transforms.io.listing import ListFiles
+from transforms.io.listing import CountInputs, ListFiles, ReadSidecar
 from transforms.match import rematch
-from transforms.match.answer import AnswerQueries
+from transforms.match.answer import AnswerQueries, AttachPostMetadata
 from transforms.match.intake import FingerprintQuery, HashQuery
 from transforms.match.search_stage import SearchShardedIndex
 from transforms.results import runs, verdicts
@@ -78,8 +78,8 @@ class MatchImages(beam.PTransform):
     """Image URIs → {'matches', 'queries', 'dead_letter'} PCollections."""
 
     def __init__(self, index_dir: str, manifest, opts: MatchOptions, run_id: str,
-                 sidecar: dict[str, dict[str, str]], refresh_s: float | None = None,
-                 pdq_lists: bool = False, rejected: frozenset[tuple[str, str]] = frozenset()):
+                 sidecar: beam.PCollection | None = None, refresh_s: float | None = None,
+                 pdq_lists: bool = False, rejected: beam.PCollection | None = None):
         super().__init__()
         self.rejected = rejected
         self.refresh_s = refresh_s
@@ -94,34 +94,37 @@ class MatchImages(beam.PTransform):
         o = self.opts
         hasher = self.manifest.key_hasher
         fingerprints = uris | "Fingerprint" >> beam.ParDo(
-            FingerprintQuery(self.run_id, self.sidecar)).with_outputs(
+            FingerprintQuery(self.run_id)).with_outputs(
                 DEAD_LETTER, QUERIES, main="keys")
         hashed = (
             fingerprints.keys
             | "GroupReposts" >> beam.GroupByKey()
             | "HashVariants" >> beam.ParDo(HashQuery(
-                hasher, o.max_variants, o.max_pixels, self.run_id, self.sidecar,
-                keep_picture=o.verify, pdq=self.pdq_lists,
+                hasher, o.max_variants, o.max_pixels, self.run_id, keep_picture=o.verify,
+                pdq=self.pdq_lists,
             )).with_outputs(DEAD_LETTER, QUERIES, main="hashed")
         )
-        rejected: dict[str, frozenset[str]] = {}
-        for sha256, uri in self.rejected:
-            rejected[sha256] = rejected.get(sha256, frozenset()) | {uri}
         candidates = hashed.hashed | "Search" >> SearchShardedIndex(
             self.index_dir, self.manifest, o.threshold + self.manifest.prune_d, o.top_k,
             o.max_index_memory_mb << 20, self.refresh_s,
             rescue_k=RESCUE_ROWS * o.verify_k if o.verify else 0,
             rescue_radius=o.rescue_radius,
-            rescue_above=SURE_DISTANCE, rejected=rejected)
+            rescue_above=SURE_DISTANCE, rejected=self.rejected)
         if o.verify:
             candidates = candidates | "Verify" >> VerifyWithStoredPictures(o.verify_k, o.threshold)
         answered = candidates | "Answer" >> beam.ParDo(AnswerQueries(
-            o.threshold + self.manifest.prune_d, self.run_id, self.sidecar,
+            o.threshold + self.manifest.prune_d, self.run_id,
         )).with_outputs(QUERIES, main="matches")
+        matches = answered.matches
+        queries = ((fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])
+                   | "AllQueries" >> beam.Flatten())
+        if self.sidecar is not None:  # the posts' metadata, by URI, from a side input
+            side = beam.pvalue.AsMultiMap(self.sidecar)
+            matches = matches | "MatchMetadata" >> beam.ParDo(AttachPostMetadata(), side)
+            queries = queries | "QueryMetadata" >> beam.ParDo(AttachPostMetadata(), side)
         return {
-            MATCHES: answered.matches,
-            QUERIES: (fingerprints[QUERIES], hashed[QUERIES], answered[QUERIES])
-            | "AllQueries" >> beam.Flatten(),
+            MATCHES: matches,
+            QUERIES: queries,
             DEAD_LETTER: (fingerprints[DEAD_LETTER], hashed[DEAD_LETTER])
             | "AllDeadLetters" >> beam.Flatten(),
         }
@@ -134,7 +137,7 @@ def run(argv: list[str] | None = None) -> dict[str, str]:
 
 def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | None]:
     """``run``, also returning the run's record (what ``framematch`` judges the outcome by)."""
-    options = beam_options(list(sys.argv[1:] if argv is None else argv))
+    options = beam_options(list(sys.argv[1:] if argv is None else argv), "match", [MatchOptions])
     opts = options.view_as(MatchOptions)
     common = options.view_as(CommonOptions)
     configure_logging(common.verbose)
@@ -149,31 +152,31 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
     partitions = {t: run_partition(opts.out, t, run_date, run_id) for t in MATCH_TABLES}
     for directory in partitions.values():
         parquet.delete_partition(directory)
-    sidecar = storage.read_sidecar(common.meta, "uri")
     patterns = storage.expand_source(opts.images)
-    rejected = verdicts.rejected_pairs(opts.out)
-    rematch_uris, new_partitions = [], None
-    if not opts.no_rematch:
-        rematch_uris, new_partitions = rematch.pending(opts.out, manifest,
-                                                       rematch.listed(patterns), run_id)
-        if rematch_uris:
-            print(f"match: re-matching {len(rematch_uris)} earlier unmatched images against "
-                  f"{len(new_partitions.partitions)} index batches added since")
+    new_partitions = None if opts.no_rematch else rematch.partitions_to_search(
+        opts.out, manifest, run_id)
+    if new_partitions is not None:
+        print(f"match: re-matching earlier unmatched images against "
+              f"{len(new_partitions.partitions)} index batches added since")
     started = datetime.datetime.now(datetime.UTC)
     with beam.Pipeline(options=options) as p:
-        tables = (
+        rejected = p | "RejectedPairs" >> verdicts.RejectedPairs(opts.out)
+        sidecar = p | "PostMetadata" >> ReadSidecar(common.meta) if common.meta else None
+        listed = (
             p
             | "ListImages" >> ListFiles(patterns)
             | "Paths" >> beam.Map(lambda m: m.path)
             | "OncePerUri" >> beam.Distinct()
-            | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
-                                           pdq_lists=has_imported_lists(manifest),
-                                           rejected=rejected)
+            | "CountListed" >> beam.ParDo(CountInputs("match", "images_listed"))
         )
-        if rematch_uris:  # old no-match images, against the partitions added since
+        tables = listed | "MatchImages" >> MatchImages(
+            common.index, manifest, opts, run_id, sidecar,
+            pdq_lists=has_imported_lists(manifest), rejected=rejected)
+        if new_partitions is not None:  # old no-match images, against the batches since
             again = (
-                p
-                | "OldUnmatched" >> beam.Create(rematch_uris)
+                listed
+                | "OldUnmatched" >> rematch.EarlierUnmatched(opts.out, run_id)
+                | "CountRematched" >> beam.ParDo(CountInputs("match", "images_rematched"))
                 | "Rematch" >> MatchImages(common.index, new_partitions, opts, run_id, sidecar,
                                            pdq_lists=has_imported_lists(new_partitions),
                                            rejected=rejected)
@@ -186,17 +189,22 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, str], RunRecord | 
     if is_dry_run(options):
         print("framematch match: dry run: the job was built, not run")
         return partitions, None
-    print_metrics(p.result, "match")
+    metrics = print_metrics(p.result, "match")
     print_metrics(p.result, "verify")
+    listed, rematched = metrics.get("images_listed", 0), metrics.get("images_rematched", 0)
     counts = {t: parquet.count_rows(d) for t, d in partitions.items()}
     statuses = parquet.read_table(partitions["queries"], QUERIES_SCHEMA).column("status")
     tally = {s: statuses.to_pylist().count(s) for s in ("matched", "no_match", "failed")}
-    print(f"match run {run_id}: {counts['queries']} images: {tally['matched']} matched, "
+    print(f"match run {run_id}: {listed} images listed, {rematched} re-matched; "
+          f"{counts['queries']} answered: {tally['matched']} matched, "
           f"{tally['no_match']} no match, {tally['failed']} failed; {counts['matches']} match "
           f"rows, {counts['dead_letter']} dead letters -> {opts.out}")
     record = runs.run_record(
         "match", run_id, started, options, argv, common.index, manifest,
-        threshold=opts.threshold, top_k=opts.top_k, n_inputs=counts["queries"],
+        # inputs as counted where they entered, not as the queries rows say: an input the
+        # pipeline lost lowers the outputs only, and the run fails to reconcile (exit 1)
+        threshold=opts.threshold, top_k=opts.top_k, n_inputs=listed + rematched,
+        n_rematched=None if opts.no_rematch else rematched,
         n_matched=tally["matched"], n_no_match=tally["no_match"], n_failed=tally["failed"],
         n_match_rows=counts["matches"], n_dead_letters=counts["dead_letter"])
     runs.write_run(opts.out, record, run_date)

@@ -23,7 +23,10 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -33,24 +36,28 @@ from apache_beam.options.pipeline_options import (
     PrismRunnerOptions,
     StandardOptions,
 )
-from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
 from pipelines.match import MatchImages, MatchOptions
-from pipelines.options import CommonOptions, configure_logging, new_run_id
+from pipelines.options import (
+    CommonOptions,
+    configure_logging,
+    new_run_id,
+    refuse_unknown_flags,
+)
 from schemas.records import MATCH_TABLES
 from transforms.index.store import load_manifest, require_compatible
 from transforms.io import gcs_auth, storage
+from transforms.io.listing import ReadSidecar
 from transforms.stream import window_sink
+from transforms.stream.arrival import StampArrival
 from transforms.stream.notifications import FinalizedObjects
 
 LOG = logging.getLogger(__name__)
 PRISM_BUILT = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "prism"
 STOP_GRACE_S = 30.0  # after --stop_after, time for the last windows to drain before cancel
-# A file can become visible after its window closed (its mtime is when it was written, not
-# when it was renamed into place): such files make a late pane (its own file), not a loss.
-ALLOWED_LATENESS_S = 60.0
+CANCEL_WAIT_S = 30.0  # how long a cancelled job may take to reach a terminal state
 
 
 class StreamOptions(PipelineOptions):
@@ -83,6 +90,7 @@ def prism_binary() -> str | None:
 
 def streaming_options(argv: list[str]) -> PipelineOptions:
     """Options with ``--streaming`` on and, unless another runner is named, local Prism."""
+    refuse_unknown_flags("stream", argv, [CommonOptions, MatchOptions, StreamOptions])
     gcs_auth.use_anonymous_credentials_for_emulator()  # a no-op off an emulator
     options = PipelineOptions(argv)
     options.view_as(StandardOptions).streaming = True
@@ -100,29 +108,87 @@ def streaming_options(argv: list[str]) -> PipelineOptions:
 
 def watched_uris(p: beam.Pipeline, images: str, stream: StreamOptions,
                  stop: Timestamp) -> beam.PCollection:
-    """New image URIs, each once, timestamped by when they landed.
+    """New image URIs, each once, timestamped by when they arrived (``StampArrival``).
 
-    A watched directory is listed every ``poll_s`` by ``MatchContinuously`` with
-    ``timestamp_cursor``: a file's event time is its mtime (object update time on GCS), and
-    the dedup state is bounded by it: it holds the paths of the newest mtime only, not every
-    file ever seen. The cost: a file that lands with an mtime older than the newest one
-    already matched is taken as seen (``mv`` of a file written long ago keeps its old mtime;
-    write in place or ``touch`` it). Notifications carry (name, generation) instead, and are
-    deduplicated by ``FinalizedObjects``.
+    A watched directory is listed every ``poll_s`` by ``MatchContinuously``, deduplicated by
+    (path, mtime): a file is matched once, and again if it is rewritten. Its dedup state
+    holds every path it has seen, so it grows with the files ever dropped there; Beam's
+    ``timestamp_cursor`` would bound it, but then skips any file whose mtime is older than
+    the newest seen (a ``mv`` of an old file) with no trace, and stamps files with their
+    mtime, which can be behind the watermark. For large volumes use ``--subscription``:
+    notifications carry (name, generation) and are deduplicated by ``FinalizedObjects``,
+    whose state lasts ``--dedup_ttl_s``.
     """
     if stream.subscription:
         from apache_beam.io.gcp.pubsub import ReadFromPubSub
 
-        return (p
+        uris = (p
                 | "Notifications" >> ReadFromPubSub(subscription=stream.subscription,
                                                     with_attributes=True)
                 | "NewObjects" >> FinalizedObjects(stream.dedup_ttl_s))
-    watched = [
-        p | f"Watch{i}" >> fileio.MatchContinuously(
-            pattern, interval=stream.poll_s, stop_timestamp=stop, timestamp_cursor=True)
-        for i, pattern in enumerate(storage.expand_source(images))
-    ]
-    return watched | "AllWatched" >> beam.Flatten() | "Paths" >> beam.Map(lambda m: m.path)
+    else:
+        watched = [
+            p | f"Watch{i}" >> fileio.MatchContinuously(
+                pattern, interval=stream.poll_s, stop_timestamp=stop,
+                match_updated_files=True)
+            for i, pattern in enumerate(storage.expand_source(images))
+        ]
+        uris = (watched | "AllWatched" >> beam.Flatten()
+                | "Paths" >> beam.Map(lambda m: m.path))
+    return uris | "ArrivalTime" >> beam.ParDo(StampArrival())
+
+
+def own_stop_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM only ask the stream to stop (``run_until_stopped`` does it).
+
+    Why not Beam's handler: starting a local job server installs one (``StopOnExitJobServer``)
+    that stops Prism from inside the signal handler and then raises ``KeyboardInterrupt``
+    wherever the main thread happens to be. A signal that lands while the job is ending by
+    itself (``--stop_after``), during the compaction after it, or while the interpreter is
+    exiting then either escapes as ``KeyboardInterrupt`` (exit status -2 or 1), or deadlocks:
+    the handler re-enters ``StopOnExitJobServer.stop`` while the exit-time call to it holds
+    its lock (seen with py-spy: the process hangs for ever). A handler that only sets an
+    event has no such window. A second signal still interrupts, for an operator in a hurry.
+    """
+    def request_stop(signum, frame) -> None:
+        if stop.is_set():
+            signal.default_int_handler(signum, frame)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+
+
+def run_until_stopped(result, stop: threading.Event, timeout_s: float | None) -> str:
+    """Wait for the job to end by itself, or until ``stop`` is set or ``timeout_s`` passed,
+    then cancel it through the job service (while Prism still runs) and wait for that.
+    Returns what ended it, for the closing line; never raises for a requested stop."""
+    ended = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def wait() -> None:
+        try:
+            outcome["state"] = result.wait_until_finish()
+        except Exception as error:  # noqa: BLE001 - a cancelled job "fails" in Beam's terms
+            outcome["error"] = error
+        finally:
+            ended.set()
+
+    threading.Thread(target=wait, name="wait_until_finish", daemon=True).start()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while not ended.wait(0.5):
+        if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
+            break
+    if not ended.is_set():
+        why = "interrupted" if stop.is_set() else "stopped after --stop_after"
+        LOG.warning("%s: cancelling the stream (windows not yet written are not written)", why)
+        with contextlib.suppress(Exception):  # Prism may be gone already (Ctrl-C hit it too)
+            result.cancel()
+        ended.wait(CANCEL_WAIT_S)
+        return why
+    if "error" in outcome and not stop.is_set():
+        raise outcome["error"]  # the job failed by itself: a real failure
+    return str(outcome.get("state", "interrupted"))
 
 
 def compact_all(out: str, run_date: str = "*", run_id: str = "*") -> dict[str, int]:
@@ -154,34 +220,25 @@ def run(argv: list[str] | None = None) -> int:
     run_id = opts.run_id or new_run_id()
     stop = (MAX_TIMESTAMP if stream.stop_after is None
             else Timestamp.now() + stream.stop_after)
-    sidecar = storage.read_sidecar(common.meta, "uri")
     p = beam.Pipeline(options=options)
+    sidecar = p | "PostMetadata" >> ReadSidecar(common.meta) if common.meta else None
     tables = (
         watched_uris(p, opts.images, stream, stop)
-        | "Windows" >> beam.WindowInto(FixedWindows(stream.window_s),
-                                       allowed_lateness=ALLOWED_LATENESS_S)
+        | "Windows" >> beam.WindowInto(FixedWindows(stream.window_s))
         | "MatchImages" >> MatchImages(common.index, manifest, opts, run_id, sidecar,
                                        refresh_s=stream.refresh_s)
     )
     for name, records in tables.items():
         _ = records | f"Write_{name}" >> window_sink.WriteWindowedTable(
             opts.out, name, MATCH_TABLES[name], run_id)
+    stop_requested = threading.Event()
+    own_stop_signals(stop_requested)  # before the job server starts: nothing is half-set
     result = p.run()
+    own_stop_signals(stop_requested)  # again: starting Prism installed Beam's SIGINT handler
     print(f"stream run {run_id}: watching {opts.images or stream.subscription} -> {opts.out}",
           flush=True)
-    try:
-        if stream.stop_after is None:
-            result.wait_until_finish()
-        else:
-            result.wait_until_finish(duration=int((stream.stop_after + STOP_GRACE_S) * 1000))
-        if not PipelineState.is_terminal(result.state):
-            result.cancel()  # a source that does not stop by itself (Pub/Sub)
-        state = result.state
-    except KeyboardInterrupt:
-        LOG.warning("interrupted: stopping the stream (windows not yet written are lost)")
-        with contextlib.suppress(Exception):  # local Prism's job server dies with Ctrl-C
-            result.cancel()
-        state = "interrupted"
+    grace = None if stream.stop_after is None else stream.stop_after + STOP_GRACE_S
+    state = run_until_stopped(result, stop_requested, grace)
     merged = compact_all(opts.out, run_id=run_id)
     print(f"stream run {run_id}: {state}; compacted {sum(merged.values())} window "
           f"files into {len(merged)}", flush=True)

@@ -1,6 +1,7 @@
 """The index manifest: which partitions are live, how their hashes were made, their shards.
 
-Written last by every index run (atomically), so a reader that goes through the manifest
+Committed last by every index run (one new version of the manifest log, created
+exclusively: ``transforms.index.manifest_log``), so a reader that goes through the manifest
 never sees a half-written partition. The match job refuses an index whose preprocessing
 version is not its own, and widens its search radius by ``prune_d``.
 
@@ -18,7 +19,8 @@ import json
 from typing import Any
 
 MANIFEST_FORMAT = 2  # 2: sharded key rows (format 1 indexes must be rebuilt)
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = "manifest.json"  # an index from before the log: its version 0
+MANIFEST_LOG = "_manifests"  # the log of versions: <index>/_manifests/<version>.json
 
 
 @dataclasses.dataclass
@@ -44,6 +46,9 @@ class Manifest:
     shard_rows: int  # at most this many key rows per shard
     partitions: list[Partition] = dataclasses.field(default_factory=list)
     format: int = MANIFEST_FORMAT
+    log_version: int = 0  # its number in the manifest log (0: none yet, or a legacy file)
+    committed: str = ""  # when that version was committed (ISO 8601, UTC)
+    operation: str = ""  # what committed it: index, import, takedown, compact, rollback
 
     @property
     def version(self) -> str:

@@ -30,7 +30,7 @@ class RunRecord(NamedTuple):
     index_dir: str
     index_batches: list[str]  # the live index batches the run read (index: after it)
     argv: list[str]
-    n_inputs: int  # images listed (match, stream) or archive files listed (index)
+    n_inputs: int  # images that entered (match: listed + re-matched) or files listed (index)
     n_dead_letters: int
     threshold: int | None = None
     prune_d: int | None = None
@@ -44,6 +44,7 @@ class RunRecord(NamedTuple):
     n_unchanged: int | None = None
     n_tombstones: int | None = None
     n_frame_rows: int | None = None
+    n_rematched: int | None = None  # match: earlier unmatched images searched again (of n_inputs)
 
 
 RUNS_SCHEMA = pa.schema(
@@ -72,6 +73,7 @@ RUNS_SCHEMA = pa.schema(
         ("n_unchanged", pa.int64()),
         ("n_tombstones", pa.int64()),
         ("n_frame_rows", pa.int64()),
+        ("n_rematched", pa.int64()),
     ]
 )
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INDEX_POINTS = [
     ("mid-write", "**/beam-temp-*/*", None),
     ("final commit", "*/batch=*/part-*.parquet", None),
-    ("after the manifest", "manifest.json", None),
+    ("after the manifest", "_manifests/*.json", None),
 ]
 MATCH_POINTS = [
     ("early", None, 2.0),

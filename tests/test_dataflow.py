@@ -27,8 +27,7 @@ from pipelines import index, match, stream
 from pipelines.index import KEY_HASHER, STORED_HASHERS
 from schemas.manifest import Manifest
 from transforms.hashing.regions import REGIONS
-from transforms.index.store import manifest_uri
-from transforms.io import storage
+from transforms.index import manifest_log
 from transforms.media.preprocess import PREPROCESS_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +76,9 @@ def dirs(tmp_path: Path) -> dict[str, str]:
     empty = Manifest(preprocess_version=PREPROCESS_VERSION, key_hasher=KEY_HASHER,
                      hashers=list(STORED_HASHERS), prune_d=8,
                      regions=[name for name, _ in REGIONS.values()], shard_rows=1000)
-    storage.write_text_atomic(manifest_uri(str(paths["index"])), empty.to_json())
+    manifest_log.commit(str(paths["index"]), empty, lambda current: current, "test")
+    (paths["archive"] / "clip.mp4").write_bytes(b"")  # listed, never read: a dry run
+
     return {name: str(path) for name, path in paths.items()}
 
 

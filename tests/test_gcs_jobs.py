@@ -25,7 +25,7 @@ from pipelines import index, match
 from schemas.records import DEAD_LETTER_SCHEMA, MATCHES_SCHEMA, QUERIES_SCHEMA
 from tests.conftest import EMBEDDED
 from tests.gcs_emulator import emulator_client
-from transforms.index import store
+from transforms.index import manifest_log, store
 from transforms.io import parquet
 from transforms.io import storage as fio
 
@@ -129,7 +129,9 @@ def test_match_rerun_on_gcs_replaces_its_partitions(gcs_run: dict) -> None:
     assert {t: parquet.parquet_files(d) for t, d in gcs_run["partitions"].items()} == before
     run_record = f"{gcs_run['root']}/out/runs/run_date=2026-11-26/run_id=g1/part-0.parquet"
     assert fio.exists(run_record)
-    manifest = json.loads(fio.read_text(f"{gcs_run['root']}/index/manifest.json"))
+    index = f"{gcs_run['root']}/index"  # its manifest log, on the bucket
+    assert manifest_log.versions(index) == [1]
+    manifest = json.loads(fio.read_text(manifest_log.version_uri(index, 1)))
     assert manifest["partitions"][0]["videos"] == 1
 
 

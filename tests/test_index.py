@@ -156,9 +156,9 @@ def test_incremental_rerun_unchanged_replaced_deleted(archive: list[Path], tmp_p
     os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
     shutil.copy(archive[-3], a)  # replaced in place
-    b.unlink()  # deleted
+    b.unlink()  # deleted: tombstoned because this run is asked to (1 of 2 live videos)
     shutil.copy(archive[-2], c)  # new (same bytes as the deleted b, at another URI)
-    third = index.run(args)
+    third = index.run([*args, "--delete_missing", "--max_delete_fraction", "0.5"])
     part = third.partitions[-1]
     assert (part.videos, part.tombstones) == (2, 2)
     after = {r["uri"]: r for r in live_videos(idx, third).to_pylist()}
@@ -175,6 +175,7 @@ def test_refuses_changed_settings(tmp_path: Path, archive: list[Path]):
     idx = str(tmp_path / "index")
     folder = tmp_path / "a"
     folder.mkdir()
+    (folder / "notes.txt").write_text("not a video")  # listed (and dead-lettered): an index
     index.run(["--archive", str(folder), "--index", idx, *INDEX_FLAGS])
     with pytest.raises(SystemExit, match="prune_d"):
         index.run(["--archive", str(folder), "--index", idx, "--prune_d", "3", *INDEX_FLAGS])

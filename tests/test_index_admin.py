@@ -3,7 +3,6 @@ through the ``framematch`` command on real indexes of real footage."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def test_takedown_compact_rollback(clips: dict):
     assert live(idx) == (uris, rows) and load_manifest(str(idx)).partitions[-1].videos == 0
 
     old = [p.batch_id for p in load_manifest(str(idx)).partitions]
-    assert main(["compact-index", "--index", str(idx)]) == 0
+    assert main(["compact-index", "--index", str(idx), "--retain_hours", "0"]) == 0
     (compacted,) = load_manifest(str(idx)).partitions
     assert live(idx) == (uris, rows)  # the same live rows, from one partition
     assert not any(parquet.parquet_files(partition_dir(str(idx), "frames", b)) for b in old)
@@ -74,13 +73,36 @@ def test_rollback_to_an_earlier_batch(clips: dict):
     shutil.copy(clips["source"], folder / "b.mp4")
     main(["index", *args])
     second = load_manifest(str(idx)).partitions[-1].batch_id
-    assert live(idx) != before
+    after = live(idx)
+    assert after != before
     assert main(["rollback", "--index", str(idx), "--to", first]) == 0
     assert live(idx) == before
-    saved = json.loads((idx / f"manifest-{second}.json").read_text())  # the version replaced
-    assert [p["batch_id"] for p in saved["partitions"]] == [first, second]
+    assert main(["rollback", "--index", str(idx), "--to", second]) == 0  # undone: the log
+    assert live(idx) == after
+    assert main(["rollback", "--index", str(idx), "--to", first]) == 0
     assert main(["index", *args]) == EXIT_OK  # the rolled-back file is indexed again
     assert live(idx)[0] == {str(folder / "a.mp4"), str(folder / "b.mp4")}
+
+
+def test_compaction_keeps_what_retained_versions_read(clips: dict):
+    """Under the default retention a compaction deletes nothing a reader may still hold:
+    the superseded batches stay (a rollback to them works), and only a vacuum past the
+    retention (here: --retain_hours 0 on a later compaction) deletes them."""
+    folder, idx, args = clips["folder"], clips["index"], clips["args"]
+    main(["index", *args])
+    shutil.copy(clips["source"], folder / "b.mp4")
+    main(["index", *args])
+    before = live(idx)
+    old = [p.batch_id for p in load_manifest(str(idx)).partitions]
+    assert main(["compact-index", "--index", str(idx)]) == 0
+    assert all(parquet.parquet_files(partition_dir(str(idx), "frames", b)) for b in old)
+    assert live(idx) == before
+    assert main(["rollback", "--index", str(idx), "--to", old[-1]]) == 0  # the old version
+    assert [p.batch_id for p in load_manifest(str(idx)).partitions] == old
+    assert live(idx) == before and check.run([str(idx)]) == 0
+    assert main(["compact-index", "--index", str(idx), "--retain_hours", "0"]) == 0
+    assert not any(parquet.parquet_files(partition_dir(str(idx), "frames", b)) for b in old)
+    assert live(idx) == before and check.run([str(idx)]) == 0
 
 
 def test_exit_codes(clips: dict, tmp_path: Path, capsys: pytest.CaptureFixture):

@@ -25,6 +25,7 @@ from pipelines import index, match
 from pipelines.commands import purge
 from schemas.records import MATCHES_SCHEMA, QUERIES_SCHEMA
 from tests.conftest import EMBEDDED, build_once
+from transforms.index import manifest_log
 from transforms.results.verdicts import record_verdict
 
 RUN = ["--run_id", "t1", "--run_date", "2026-11-26", *EMBEDDED]
@@ -188,9 +189,10 @@ def test_rerun_replaces_its_partition(index_dir: Path, match_run: dict, tmp_path
 def test_refuses_an_index_of_another_preprocessing(index_dir: Path, tmp_path: Path):
     copy = tmp_path / "index"
     shutil.copytree(index_dir, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
+    live = Path(manifest_log.version_uri(str(copy), manifest_log.versions(str(copy))[-1]))
+    manifest = json.loads(live.read_text())
     manifest["preprocess_version"] += 1
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    live.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="preprocessing version"):
         match.run(["--index", str(copy), "--images", str(tmp_path), "--out",
                    str(tmp_path / "o"), *RUN])

@@ -4,10 +4,12 @@
 
 Match output, for every run with a record in ``OUT/runs``: each input URI appears exactly
 once in ``queries``; the failed ones, and only they, once in ``dead_letter``; the matched
-ones, and only they, in ``matches``; the number of queries is the run's ``n_inputs``; and
-(unless ``--no_relist``) the inputs listed again from the run's ``--images`` are exactly the
-queried URIs. A partition without a run record is a run that was interrupted: its rows are
-not complete, and rerunning with its ``--run_id`` replaces them.
+ones, and only they, in ``matches``; the number of queries is the run's ``n_inputs`` (counted
+where the inputs entered); and (unless ``--no_relist``) the inputs listed again from the
+run's ``--images`` are exactly the queried URIs, less the earlier unmatched images the run
+re-matched (as many as it recorded in ``n_rematched``, each an earlier run's no_match).
+A partition without a run record is a run that was interrupted: its rows are not complete,
+and rerunning with its ``--run_id`` replaces them.
 
 Index: every live batch's files hold the counts its manifest entry says (a missing or
 partial file shows); its shards list each of its frames files once and hold their rows; no
@@ -20,7 +22,6 @@ Exit status 0 when everything reconciles, 1 on any mismatch (each printed on one
 
 from __future__ import annotations
 
-import argparse
 import collections
 import shlex
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.match import run_partition
+from pipelines.options import CommandParser
 from schemas.manifest import Partition, partition_dir
 from schemas.records import (
     DEAD_LETTER_SCHEMA,
@@ -86,14 +88,32 @@ def check_match_output(out: str, relist: bool = True) -> Iterator[str]:
     for run_date, run_id in sorted(written - recorded):
         yield (f"run {run_id} ({run_date}) has output but no run record: interrupted, rerun "
                f"it with --run_id {run_id} --run_date {run_date}")
+    by_run = {r["run_id"]: {t: parquet.read_table(run_partition(out, t, r["run_date"],
+                                                               r["run_id"]), schema).to_pylist()
+                            for t, schema in MATCH_TABLES.items()} for r in records}
     for record in records:
-        tables = {t: parquet.read_table(run_partition(out, t, record["run_date"],
-                                                    record["run_id"]), schema).to_pylist()
-                  for t, schema in MATCH_TABLES.items()}
-        yield from (f"run {record['run_id']}: {p}" for p in _check_run(record, tables, relist))
+        unmatched = unmatched_before(record, records, by_run)
+        yield from (f"run {record['run_id']}: {p}"
+                    for p in _check_run(record, by_run[record["run_id"]], relist, unmatched))
 
 
-def _check_run(record: dict, tables: dict[str, list[dict]], relist: bool) -> Iterator[str]:
+def unmatched_before(record: dict, records: list[dict],
+                     by_run: dict[str, dict[str, list[dict]]]) -> set[str]:
+    """The URIs whose latest answer, in the runs that ended before ``record`` started, was
+    no_match: what that run may have re-matched (they are not in its own listing)."""
+    latest: dict[str, tuple] = {}
+    for earlier in records:
+        if earlier["run_id"] == record["run_id"] or earlier["ended"] >= record["started"]:
+            continue
+        for q in by_run[earlier["run_id"]]["queries"]:
+            uri = q["query_uri"]
+            if uri not in latest or earlier["ended"] > latest[uri][0]:
+                latest[uri] = (earlier["ended"], q["status"])
+    return {uri for uri, (_, status) in latest.items() if status == "no_match"}
+
+
+def _check_run(record: dict, tables: dict[str, list[dict]], relist: bool,
+               unmatched_before: set[str] = frozenset()) -> Iterator[str]:
     uris = [q["query_uri"] for q in tables["queries"]]
     if dup := _duplicates(uris):
         yield f"{len(dup)} inputs in queries more than once, e.g. {dup[0]}"
@@ -111,8 +131,13 @@ def _check_run(record: dict, tables: dict[str, list[dict]], relist: bool) -> Ite
     if relist and source:
         listed = listed_inputs(source)
         missing, extra = sorted(listed - set(uris)), sorted(set(uris) - listed)
+        rematched = [u for u in extra if u in unmatched_before]
+        extra = [u for u in extra if u not in unmatched_before]
         if missing:
             yield f"{len(missing)} listed inputs have no query row, e.g. {missing[0]}"
+        if record.get("n_rematched") is not None and len(rematched) != record["n_rematched"]:
+            yield (f"{len(rematched)} queried URIs are earlier unmatched images, but the run "
+                   f"re-matched {record['n_rematched']}")
         if extra:
             yield (f"{len(extra)} queried URIs are not listed by --images {shlex.quote(source)}"
                    f" any more, e.g. {extra[0]}")
@@ -165,7 +190,7 @@ def check_index(index_dir: str) -> Iterator[str]:
 
 
 def run(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="framematch check", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="framematch check", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="A match output directory or an index directory.")
     parser.add_argument("--no_relist", action="store_true",
                         help="Do not list a match run's inputs again (they moved since).")

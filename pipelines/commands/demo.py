@@ -9,7 +9,6 @@ each posted image where it came from.
 
 from __future__ import annotations
 
-import argparse
 import random
 import shutil
 import sys
@@ -21,6 +20,9 @@ from evaluation.edits import EDITS, grab_frame
 from evaluation.footage import distractor_photos, ensure_archive, load_truth
 from evaluation.scoring import is_hit
 from pipelines import index, match
+from pipelines.index import IndexOptions
+from pipelines.match import MatchOptions
+from pipelines.options import CommandParser, CommonOptions, refuse_unknown_flags
 from transforms.results.report_html import hms
 
 # (video, time in seconds, edit): moments picked from the demo archive's shot lists below.
@@ -65,9 +67,11 @@ def post_images(archive: list[Path], posts_dir: Path) -> list[dict]:
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="framematch demo", description=__doc__)
+    parser = CommandParser(prog="framematch demo", description=__doc__)
     parser.add_argument("--work", default="demo-out", help="Where the demo writes everything.")
     args, beam_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    refuse_unknown_flags("demo", beam_args, [CommonOptions, IndexOptions, MatchOptions],
+                         list(parser._option_string_actions))
     work = Path(args.work).resolve()
     print("== 1. the archive: real clips and photo footage (cached after the first run)")
     archive = ensure_archive(profile="demo")

@@ -55,7 +55,7 @@ from evaluation.scoring import (
 )
 from evaluation.sets import distractor_set, moment_set, photos_in, videos_in
 from pipelines import index, match
-from pipelines.options import CommonOptions
+from pipelines.options import CommandParser, CommonOptions, refuse_unknown_flags
 from schemas.records import MATCHES_SCHEMA
 from transforms.index.store import load_manifest
 from transforms.results.views import connect
@@ -107,8 +107,8 @@ def methods_from(specs: Sequence[str] | None) -> dict[str, list[str]]:
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="framematch eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="framematch eval", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", help="Where sets, indexes and results go.")
     parser.add_argument("--verdicts", metavar="OUT",
                         help="Calibrate on analysts' verdicts in a results directory instead: "
@@ -144,7 +144,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="Also score posted clips (issue 19), once the match job takes "
                              "them.")
     parser.add_argument("--clips_per_edit", type=int, default=12)
-    return parser.parse_known_args(argv)
+    args, beam_args = parser.parse_known_args(argv)  # the rest goes to the jobs it runs
+    refuse_unknown_flags("eval", beam_args, [CommonOptions, index.IndexOptions, match.MatchOptions],
+                         list(parser._option_string_actions))
+    return args, beam_args
 
 
 # ---- running the real jobs ---------------------------------------------------------------

@@ -17,13 +17,14 @@ import sys
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.options import CommandParser
 from transforms.index.store import live_frames, live_videos, load_manifest
 from transforms.results import hash_formats
 from transforms.results.hash_lists import export_files
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framematch export", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="framematch export", description=__doc__.split("\n")[0])
     parser.add_argument("--index", required=True, help="Index directory (local or gs://).")
     parser.add_argument("--out", required=True, help="Output directory (local or gs://).")
     parser.add_argument("--format", choices=hash_formats.FORMATS, default="vpdq")

@@ -36,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.index import IndexOptions
+from pipelines.options import CommandParser
 from transforms.hashing import hashes, pdq
 from transforms.index.changes import VIDEO_EXTENSIONS, video_id_for
 from transforms.io import storage
@@ -149,7 +150,7 @@ def _write(out: str | None, data: bytes) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     defaults = PipelineOptions([]).view_as(IndexOptions)  # the index job's own defaults
-    parser = argparse.ArgumentParser(prog="framematch hash", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="framematch hash", description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_URI")
     parser.add_argument("--format", choices=("text", "json", "parquet"), default="text")
     parser.add_argument("--out", default=None, help="Output file (default: stdout).")

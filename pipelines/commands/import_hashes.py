@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.index import KEY_HASHER, IndexOptions
-from pipelines.options import new_run_id
+from pipelines.options import CommandParser, new_run_id
 from schemas.manifest import Manifest, Partition
 from schemas.records import (
     DEAD_LETTER,
@@ -45,6 +45,7 @@ from schemas.records import (
     VideoRecord,
 )
 from transforms.index import batches
+from transforms.index.manifest_log import CommitConflict
 from transforms.index.store import (
     IndexVersionError,
     latest_videos,
@@ -66,7 +67,7 @@ STAGE = "import"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="framematch import", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="framematch import", description=__doc__.split("\n")[0])
     parser.add_argument("--hashes", required=True, help="Hash list(s): file, glob, directory.")
     parser.add_argument("--index", required=True, help="Index directory (local or gs://).")
     parser.add_argument("--format", choices=("auto", *hash_formats.FORMATS), default="auto")
@@ -181,7 +182,13 @@ def run(argv: list[str] | None = None) -> Partition:
                          pa.Table.from_pylist([r._asdict() for r in frames],
                                               schema=INDEX_TABLES[FRAMES]),
                          INDEX_TABLES[REFERENCES].empty_table(), manifest.shard_rows)
-    partition = batches.commit_batch(args.index, manifest, batch_id, started)
+    try:
+        partition = batches.commit_batch(args.index, manifest, batch_id, started,
+                                         "import").partitions[-1]
+    except CommitConflict as error:
+        batches.discard_batch(args.index, batch_id)
+        raise SystemExit(f"framematch import: {error}; nothing changed, run it again") \
+            from error
     print(f"import {args.index}: batch {batch_id}: {len(files)} file(s), {partition.videos} "
           f"items, {partition.rows} hash rows, {partition.dead_letters} dead letters")
     if args.match:

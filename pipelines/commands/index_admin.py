@@ -1,21 +1,24 @@
-"""Index lifecycle: takedown, compaction and rollback, each one manifest write.
+"""Index lifecycle: takedown, compaction and rollback, each one commit to the manifest log.
 
     framematch takedown --index DIR --uri URI [--reason TEXT]
-    framematch compact-index --index DIR
+    framematch compact-index --index DIR [--retain_hours 168]
     framematch rollback --index DIR --to BATCH_ID
 
 The manifest's partition list is the index's history: version *k* is its first *k*
-batches. So a **takedown** appends a batch (``transforms.partitions``, as an import does)
-holding one tombstone, whose warning starts with ``takedown`` so that later index runs keep
-the still-listed file out; a **rollback** writes a manifest listing the batches up to
-``--to``, after saving the one it replaces as ``manifest-<its last batch>.json``, so a
-rollback can itself be undone by rolling "back" to that batch; **compaction** writes the
-live rows (and takedown tombstones, and the live batches' dead letters) as one new batch,
-makes the manifest list only it, and only then deletes the old batches' files: a crash at
-any point leaves a readable index. History before a compaction is gone with its files.
+batches, and the manifest log (``transforms.index.manifest_log``) keeps every version. So a
+**takedown** appends a batch (as an import does) holding one tombstone, whose warning starts
+with ``takedown`` so that later index runs keep the still-listed file out; a **rollback**
+commits, as a new version, the manifest whose last batch is ``--to`` (an earlier state of the
+live one, or any retained version of the log: a rollback can itself be undone); **compaction**
+writes the live rows (and takedown tombstones, and the live batches' dead letters) as one
+new batch and commits a manifest listing only it, then vacuums: batches no version
+committed in the last ``--retain_hours`` references are deleted (readers still running on
+an older version, and rollbacks within that time, keep their files).
 
-Run these when no index job is writing to the same index: each reads the manifest, writes,
-and replaces it, and a concurrent writer's batch would be dropped from the new manifest.
+Each commit is a compare-and-swap on the log, safe beside other writers: a takedown or a
+rollback is re-applied to what another writer committed meanwhile (a takedown is refused
+if that writer changed the same file); a compaction is refused when anything was committed
+while it merged, and its merged batch discarded (run it again).
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
 
-from pipelines.options import new_run_id
+from pipelines.options import CommandParser, new_run_id
 from schemas.manifest import Manifest, partition_dir
 from schemas.records import (
     DEAD_LETTER,
@@ -42,16 +44,13 @@ from schemas.records import (
     VIDEOS,
     VideoRecord,
 )
-from transforms.index import batches
+from transforms.index import batches, manifest_log
 from transforms.index.changes import TAKEDOWN
-from transforms.index.store import (
-    latest_videos,
-    live_rows,
-    load_manifest,
-    manifest_uri,
-    require_compatible,
-)
+from transforms.index.manifest_log import CommitConflict
+from transforms.index.store import latest_videos, live_rows, load_manifest, require_compatible
 from transforms.io import parquet, storage
+
+DEFAULT_RETAIN_HOURS = 168.0  # a week: readers and rollbacks older than that lose their files
 
 
 def _open(index_dir: str) -> Manifest:
@@ -63,7 +62,7 @@ def _open(index_dir: str) -> Manifest:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"framematch {prog}")
+    parser = CommandParser(prog=f"framematch {prog}")
     parser.add_argument("--index", required=True, help="Index directory (local or gs://).")
     return parser
 
@@ -81,12 +80,17 @@ def tombstone(index_dir: str, uri: str, reason: str | None = None) -> str:
     record = VideoRecord(**{**{f: rows[0][f] for f in VideoRecord._fields},
                             "batch_id": batch_id, "deleted": True, "warning": note})
     batches.write_table(index_dir, VIDEOS, batch_id, [record], INDEX_TABLES[VIDEOS])
-    batches.commit_batch(index_dir, manifest, batch_id, started)
+    try:
+        batches.commit_batch(index_dir, manifest, batch_id, started, "takedown")
+    except CommitConflict as error:
+        batches.discard_batch(index_dir, batch_id)
+        raise SystemExit(f"framematch takedown: {error}; nothing changed, run it again") \
+            from error
     return batch_id
 
 
-def compact_index(index_dir: str) -> str:
-    """Merge the live partitions into one new batch; returns its id."""
+def compact_index(index_dir: str, retain_hours: float = DEFAULT_RETAIN_HOURS) -> str:
+    """Merge the live partitions into one new batch, then vacuum; returns its id."""
     manifest = _open(index_dir)
     old = [p.batch_id for p in manifest.partitions]
     started = datetime.datetime.now(datetime.UTC)
@@ -109,38 +113,48 @@ def compact_index(index_dir: str) -> str:
     for name, table in tables.items():
         records = [INDEX_RECORDS[name](**row) for row in table.to_pylist()]
         batches.write_table(index_dir, name, batch_id, records, INDEX_TABLES[name])
-    manifest.partitions = []
-    batches.commit_batch(index_dir, manifest, batch_id, started)
-    stale = [path for b in old for name in INDEX_TABLES
-             for path in parquet.parquet_files(partition_dir(index_dir, name, b))]
-    if stale:
-        FileSystems.delete(stale)
+    partition, _ = batches.batch_partition(index_dir, batch_id, manifest.shard_rows, started)
+
+    def replace_all(current: Manifest) -> Manifest:
+        if current.log_version != manifest.log_version:
+            raise CommitConflict(f"{index_dir} changed while compacting (manifest version "
+                                 f"{current.log_version} was committed meanwhile)")
+        return Manifest(**{**vars(current), "partitions": [partition]})
+
+    try:
+        manifest_log.commit(index_dir, manifest, replace_all, "compact")
+    except CommitConflict as error:
+        batches.discard_batch(index_dir, batch_id)
+        raise SystemExit(f"framematch compact-index: {error}; nothing changed, run it "
+                         f"again") from error
+    batches.vacuum(index_dir, datetime.timedelta(hours=retain_hours))
     return batch_id
 
 
 def roll_back(index_dir: str, to_batch: str) -> Manifest:
     """Make the index the version whose last batch is ``to_batch``; returns that manifest.
 
-    The replaced manifest is kept as ``manifest-<its last batch>.json`` first.
+    ``to_batch`` is a batch of the live manifest (its history is cut there) or the last
+    batch of a retained version of the log (or of a legacy saved ``manifest-<batch>.json``).
     """
-    manifest = _open(index_dir)
-    ids = [p.batch_id for p in manifest.partitions]
-    if to_batch in ids:
-        target = Manifest(**{**vars(manifest),
-                             "partitions": manifest.partitions[: ids.index(to_batch) + 1]})
-    elif storage.exists(saved := _history_uri(index_dir, to_batch)):
-        target = Manifest.from_json(storage.read_text(saved))
-    else:
+    _open(index_dir)
+
+    def target(current: Manifest) -> Manifest:
+        ids = [p.batch_id for p in current.partitions]
+        if to_batch in ids:
+            return Manifest(**{**vars(current),
+                               "partitions": current.partitions[: ids.index(to_batch) + 1]})
+        for version in reversed(manifest_log.versions(index_dir)):
+            earlier = manifest_log.read_version(index_dir, version)
+            if earlier.partitions and earlier.partitions[-1].batch_id == to_batch:
+                return earlier
+        saved = f"{index_dir.rstrip('/')}/manifest-{to_batch}.json"
+        if storage.exists(saved):
+            return Manifest.from_json(storage.read_text(saved))
         raise SystemExit(f"framematch rollback: {to_batch} is neither a batch of {index_dir} "
-                         f"nor a saved manifest ({saved})")
-    if ids:
-        storage.write_text_atomic(_history_uri(index_dir, ids[-1]), manifest.to_json())
-    storage.write_text_atomic(manifest_uri(index_dir), target.to_json())
-    return target
+                         f"nor the last batch of a retained manifest version")
 
-
-def _history_uri(index_dir: str, batch_id: str) -> str:
-    return f"{index_dir.rstrip('/')}/manifest-{batch_id}.json"
+    return manifest_log.commit(index_dir, _open(index_dir), target, "rollback")
 
 
 def takedown(argv: Sequence[str]) -> int:
@@ -154,9 +168,14 @@ def takedown(argv: Sequence[str]) -> int:
 
 
 def compact(argv: Sequence[str]) -> int:
-    args = _parser("compact-index").parse_args(argv)
+    parser = _parser("compact-index")
+    parser.add_argument("--retain_hours", type=float, default=DEFAULT_RETAIN_HOURS,
+                        help="Keep the files of manifest versions committed this recently "
+                             "(running readers, rollbacks); 0 deletes every superseded batch "
+                             "now (never while an index job writes to this index).")
+    args = parser.parse_args(argv)
     before = len(_open(args.index).partitions)
-    batch_id = compact_index(args.index)
+    batch_id = compact_index(args.index, args.retain_hours)
     print(f"compact-index {args.index}: {before} partitions merged into batch {batch_id}")
     return 0
 

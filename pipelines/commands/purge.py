@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.options import CommandParser
 from transforms.io import parquet, storage
 from transforms.results.views import table_glob
 
@@ -50,7 +51,7 @@ def purge(out: str, query: str) -> dict[str, int]:
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="framematch purge", description=__doc__,
+    parser = CommandParser(prog="framematch purge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", required=True)
     parser.add_argument("--query", required=True, help="The image's sha256 or URI.")

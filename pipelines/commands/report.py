@@ -25,6 +25,7 @@ import duckdb
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.options import CommandParser
 from transforms.hashing.hashes import hash_batch
 from transforms.media.images import ImageError, read_image
 from transforms.media.preprocess import thumbnail
@@ -145,7 +146,7 @@ def make_report(results: str, run: str | None = None, since: str | None = None,
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="framematch report", description=__doc__,
+    parser = CommandParser(prog="framematch report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", required=True, help="The match job's --out directory.")
     which = parser.add_mutually_exclusive_group()

@@ -15,11 +15,12 @@ import argparse
 import sys
 import textwrap
 
+from pipelines.options import CommandParser
 from transforms.results.views import ANALYST_QUERIES, VIEWS, connect
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="framematch sql", description=__doc__,
+    parser = CommandParser(prog="framematch sql", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="The match job's --out directory.")
     parser.add_argument("--query", default=None, help="SQL over the views.")

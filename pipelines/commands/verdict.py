@@ -13,12 +13,13 @@ import argparse
 import getpass
 import sys
 
+from pipelines.options import CommandParser
 from schemas.runs import VERDICTS
 from transforms.results.verdicts import record_verdict
 
 
 def run(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="framematch verdict", description=__doc__,
+    parser = CommandParser(prog="framematch verdict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", required=True, help="The match job's --out directory.")
     parser.add_argument("--query", required=True, help="Posted image: its URI or sha256.")

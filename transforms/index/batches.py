@@ -5,23 +5,29 @@
 with the index's settings, or checked against them), and make their batch live here, last:
 its key rows packed into shards of at most ``shard_rows`` rows (``pack_shards``, written to
 the batch's ``shards`` table), its tables counted and its ``Partition`` appended to the
-manifest, which is written atomically. A crash before the commit leaves the batch's files
-unreferenced and the index as it was.
+manifest as a new version of the manifest log (``transforms.index.manifest_log``): a
+compare-and-swap that, when another writer committed first, re-applies the batch to what
+that writer made (``appended``) or refuses (``CommitConflict``) when both batches touched
+the same file. A crash or a refusal before the commit leaves the batch's files unreferenced
+(``discard_batch`` removes them) and the index as it was.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 
 from schemas.manifest import Manifest, Partition, partition_dir
 from schemas.records import (
     DEAD_LETTER,
     FRAMES,
+    INDEX_TABLES,
     REFERENCES,
     SEGMENTS,
     SEGMENTS_SCHEMA,
@@ -32,8 +38,10 @@ from schemas.records import (
     ShardRecord,
 )
 from transforms.hashing.regions import REGION_NAMES
-from transforms.index.store import load_manifest, manifest_uri, require_compatible
-from transforms.io import parquet, storage
+from transforms.index import manifest_log
+from transforms.index.manifest_log import CommitConflict
+from transforms.index.store import load_manifest, require_compatible
+from transforms.io import parquet
 from transforms.media.preprocess import PREPROCESS_VERSION
 
 
@@ -146,12 +154,12 @@ def frame_files(index_dir: str, batch_id: str) -> list[tuple[str, int, int]]:
             for path in parquet.parquet_files(partition_dir(index_dir, FRAMES, batch_id))]
 
 
-def commit_batch(index_dir: str, manifest: Manifest, batch_id: str,
-                 created: datetime.datetime) -> Partition:
-    """Make a written batch live: pack its shards, count its tables, append its Partition,
-    write the manifest."""
+def batch_partition(index_dir: str, batch_id: str, shard_rows: int,
+                    created: datetime.datetime) -> tuple[Partition, set[str]]:
+    """A written batch made ready to commit: its shards packed (and written), its tables
+    counted; returns its ``Partition`` and the URIs it touches (indexed or tombstoned)."""
     files = frame_files(index_dir, batch_id)
-    shards = pack_shards([(name, rows) for name, rows, _ in files], manifest.shard_rows)
+    shards = pack_shards([(name, rows) for name, rows, _ in files], shard_rows)
     parquet.write_records(f"{partition_dir(index_dir, SHARDS, batch_id)}/part-0.parquet",
                           shards, SHARDS_SCHEMA)
     videos = parquet.read_table(partition_dir(index_dir, VIDEOS, batch_id), VIDEOS_SCHEMA)
@@ -163,6 +171,107 @@ def commit_batch(index_dir: str, manifest: Manifest, batch_id: str,
                           tombstones=int(deleted.sum()), dead_letters=dead_letters,
                           shards=len(shards), tombstoned=tombstoned,
                           pdq_only_rows=sum(keyless for _, _, keyless in files))
-    manifest.partitions.append(partition)
-    storage.write_text_atomic(manifest_uri(index_dir), manifest.to_json())
-    return partition
+    return partition, set(videos.column("uri").to_pylist())
+
+
+def uris_of(index_dir: str, batch_ids: Sequence[str]) -> set[str]:
+    """The URIs the ``videos`` rows of these batches name."""
+    return {uri for b in batch_ids for uri in parquet.read_table(
+        partition_dir(index_dir, VIDEOS, b), VIDEOS_SCHEMA).column("uri").to_pylist()}
+
+
+def appended(index_dir: str, base: Manifest, partition: Partition, touched: set[str]
+             ) -> Callable[[Manifest], Manifest]:
+    """The change "append ``partition``", made against ``base`` and re-applicable to any
+    later version that only added batches touching none of ``touched`` (so the batch's
+    decisions, made against ``base``, still hold). Anything else is a ``CommitConflict``:
+    a version whose history is not ``base``'s plus more (a compaction or a rollback ran),
+    another hashing setup, or a later batch that indexed or tombstoned one of the same files
+    (both would claim it)."""
+    settings = ("preprocess_version", "key_hasher", "prune_d", "regions")
+
+    def change(current: Manifest) -> Manifest:
+        ours = [p.batch_id for p in base.partitions]
+        theirs = [p.batch_id for p in current.partitions]
+        if theirs[: len(ours)] != ours:
+            raise CommitConflict(
+                f"{index_dir} was compacted or rolled back (manifest version "
+                f"{current.log_version}) while batch {partition.batch_id} was written")
+        if any(getattr(current, k) != getattr(base, k) for k in settings):
+            raise SettingsMismatch(f"{index_dir} was created meanwhile with other settings")
+        meanwhile = theirs[len(ours):]
+        both = sorted(touched & uris_of(index_dir, meanwhile))
+        if both:
+            raise CommitConflict(
+                f"{len(both)} file(s) of batch {partition.batch_id} were also changed by "
+                f"batch(es) {', '.join(meanwhile)} committed meanwhile, e.g. {both[0]}")
+        return dataclasses.replace(current, shard_rows=base.shard_rows,
+                                   partitions=[*current.partitions, partition])
+
+    return change
+
+
+def commit_batch(index_dir: str, manifest: Manifest, batch_id: str,
+                 created: datetime.datetime, operation: str = "index") -> Manifest:
+    """Make a written batch live: pack its shards, count its tables, append its Partition to
+    ``manifest`` (the version the batch was made against) as the next manifest version.
+    Returns the committed manifest (its last partition is the batch).
+
+    Raises ``CommitConflict`` (nothing committed) when a concurrent commit makes that unsafe.
+    """
+    partition, touched = batch_partition(index_dir, batch_id, manifest.shard_rows, created)
+    return manifest_log.commit(index_dir, manifest,
+                               appended(index_dir, manifest, partition, touched), operation)
+
+
+def discard_batch(index_dir: str, batch_id: str) -> int:
+    """Delete the files of a batch no manifest references (refused or abandoned)."""
+    files = [path for table in INDEX_TABLES
+             for path in _files_under(partition_dir(index_dir, table, batch_id))]
+    if files:
+        FileSystems.delete(files)
+    return len(files)
+
+
+def _files_under(directory: str) -> list[str]:
+    try:
+        return [m.path for m in FileSystems.match([f"{directory}/**"])[0].metadata_list]
+    except Exception:  # noqa: BLE001 - Beam raises for a pattern under a missing directory
+        return []
+
+
+def _batch_time(batch_id: str) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(batch_id[:16], "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+
+
+def vacuum(index_dir: str, retain: datetime.timedelta,
+           now: datetime.datetime | None = None) -> tuple[list[str], list[str]]:
+    """Delete the batches no retained manifest version references, and the log versions
+    older than ``retain``; returns (batch ids deleted, versions deleted).
+
+    Retained: the live version, every version committed within ``retain`` (what a stream
+    or a long match job may still be reading, what ``rollback`` may still return to) and
+    legacy saved manifests. A batch is deleted only once it is itself older than ``retain``
+    (by its id's time), so the files of an index run still writing its batch are safe.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    referenced = {p.batch_id for m in manifest_log.retained(index_dir, retain, now)
+                  for p in m.partitions}
+    on_disk = set()
+    for table in INDEX_TABLES:
+        for path in _files_under(f"{index_dir.rstrip('/')}/{table}"):
+            part = next((p for p in path.split("/") if p.startswith("batch=")), None)
+            if part:
+                on_disk.add(part.removeprefix("batch="))
+    stale = sorted(b for b in on_disk - referenced
+                   if (t := _batch_time(b)) is not None and now - t > retain)
+    for batch_id in stale:
+        discard_batch(index_dir, batch_id)
+    expired = manifest_log.expired_versions(index_dir, retain, now)
+    if expired:
+        FileSystems.delete(expired)
+    return stale, expired

@@ -1,18 +1,24 @@
 """Change detection: the archive listing against the live index, URI by URI.
 
 A run indexes what it lists: new files and files whose size or generation changed. What
-the listing does not name is not this run's business (see ``DetectChanges``).
+the listing does not name is not this run's business: a live video the listing lacks stays
+live, unless the run was asked to tombstone deleted files (``--delete_missing``) *and* the
+video's URI lies under one of the patterns this run listed (``ListedScope``): indexing
+``archive/2026-11/`` alone never touches ``archive/2025/``, a typo in ``--archive`` lists
+nothing (and is refused before anything runs), and even a scoped deletion past
+``--max_delete_fraction`` of the live videos is refused at commit (``pipelines.index``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -47,21 +53,42 @@ def latest_row(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return max(rows, key=lambda r: (r["batch_id"], not r["deleted"]))
 
 
+class ListedScope:
+    """Whether a URI lies under the patterns a run listed: matched as Beam's file systems
+    match a glob (``*`` within a path segment, ``**`` across them), so "under what this run
+    listed" means exactly "would have been listed, had it still existed"."""
+
+    def __init__(self, patterns: Sequence[str]):
+        self.patterns = list(patterns)
+        self._regexes = [re.compile(FileSystem.translate_pattern(p)) for p in self.patterns]
+
+    def __contains__(self, uri: str) -> bool:
+        return any(r.match(uri) for r in self._regexes)
+
+    def __reduce__(self):  # pickled into workers as its patterns
+        return ListedScope, (self.patterns,)
+
+
 class DetectChanges(beam.DoFn):
     """Compares the listing with the live index: new, replaced, deleted or unchanged.
 
     Main output: (uri, size, generation) to index. Tagged outputs: tombstone
-    ``VideoRecord``s for deleted or replaced videos, and dead letters for listed files that
-    are not video containers (so every listed file is accounted for).
+    ``VideoRecord``s for replaced videos (and, with ``delete_scope``, for live videos under
+    it that are gone), and dead letters for listed files that are not video containers (so
+    every listed file is accounted for). ``videos_live`` counts the live videos before this
+    run, the base of ``--max_delete_fraction``.
     """
 
     TOMBSTONES = "tombstones"
 
-    def __init__(self, batch_id: str, run_id: str):
+    def __init__(self, batch_id: str, run_id: str, delete_scope: ListedScope | None = None):
         self.batch_id = batch_id
         self.run_id = run_id
+        self.delete_scope = delete_scope
         self.unchanged = Metrics.counter("index", "videos_unchanged")
         self.listed = Metrics.counter("index", "files_listed")
+        self.live = Metrics.counter("index", "videos_live")
+        self.not_listed = Metrics.counter("index", "videos_not_listed")
         self.deleted = Metrics.counter("index", "videos_deleted")
         self.same_content = Metrics.counter("index", "videos_touched_same_content")
 
@@ -86,6 +113,7 @@ class DetectChanges(beam.DoFn):
         live = known is not None and not known["deleted"]
         taken_down = known is not None and known["deleted"] and (
             (known.get("warning") or "").startswith(TAKEDOWN))
+        self.live.inc(live)
         if listed:
             self.listed.inc()
             meta = listed[0]
@@ -103,9 +131,18 @@ class DetectChanges(beam.DoFn):
                 return
             yield (uri, meta.size_in_bytes, generation)
         imported = live and (known.get("codec") or "").startswith("import:")
-        if live and not imported:  # received hash lists are never in the archive listing
+        if not live or imported:  # received hash lists are never in the archive listing
+            return
+        if listed:  # replaced: its old rows go
+            yield self._tombstone(known)
+        elif self.delete_scope is not None and uri in self.delete_scope:
             self.deleted.inc()
-            yield beam.pvalue.TaggedOutput(self.TOMBSTONES, VideoRecord(**{
-                **{f: known[f] for f in VideoRecord._fields if f in known},
-                "batch_id": self.batch_id, "deleted": True, "warning": None,
-            }))
+            yield self._tombstone(known)
+        else:
+            self.not_listed.inc()  # not this run's business: it stays live
+
+    def _tombstone(self, known: dict[str, Any]) -> beam.pvalue.TaggedOutput:
+        return beam.pvalue.TaggedOutput(self.TOMBSTONES, VideoRecord(**{
+            **{f: known[f] for f in VideoRecord._fields if f in known},
+            "batch_id": self.batch_id, "deleted": True, "warning": None,
+        }))

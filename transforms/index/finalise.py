@@ -1,4 +1,5 @@
-"""One outcome per video: its segments' records gathered into a row or a dead letter."""
+"""One outcome per video: its segments' records gathered into a row or a dead letter, and
+the video's metadata from the sidecar (``AttachVideoMetadata``, a side input)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas.records import DEAD_LETTER, SEGMENTS, DeadLetter, SegmentRecord
+from schemas.records import DEAD_LETTER, SEGMENTS, DeadLetter, SegmentRecord, VideoRecord
+from transforms.io import storage
+
+VIDEO_SIDECAR_FIELDS = ("title", "source_url", "published", "rights")
 
 
 class FinaliseVideo(beam.DoFn):
@@ -47,3 +51,13 @@ class FinaliseVideo(beam.DoFn):
                              n_rows=sum(s.n_rows for s in segments), warning=warning)
         for segment in segments:
             yield beam.pvalue.TaggedOutput(SEGMENTS, segment)
+
+
+class AttachVideoMetadata(beam.DoFn):
+    """An indexed ``VideoRecord`` with its sidecar row's fields (``VIDEO_SIDECAR_FIELDS``),
+    looked up by URI, then by file name, in the side input."""
+
+    def process(self, video: VideoRecord, sidecar) -> Iterator[VideoRecord]:
+        meta = storage.sidecar_lookup(sidecar, video.uri)
+        yield video._replace(**{f: meta.get(f) for f in VIDEO_SIDECAR_FIELDS}) if meta \
+            else video

@@ -64,12 +64,11 @@ class Segment(NamedTuple):
 class ProbeVideo(beam.DoFn):
     """Reads a new file once for its sha256 (and, remote, CRC32C), then asks ffprobe about it."""
 
-    def __init__(self, batch_id: str, run_id: str, sidecar: dict[str, dict[str, str]],
-                 probe_timeout_s: float, max_memory_mb: int | None = decode.MAX_MEMORY_MB):
+    def __init__(self, batch_id: str, run_id: str, probe_timeout_s: float,
+                 max_memory_mb: int | None = decode.MAX_MEMORY_MB):
         self.max_memory_mb = max_memory_mb
         self.batch_id = batch_id
         self.run_id = run_id
-        self.sidecar = sidecar
         self.probe_timeout_s = probe_timeout_s
         self.bytes_read = Metrics.counter("index", "bytes_read")
         self.bytes_copied = Metrics.counter("index", "remote_bytes_copied")
@@ -98,16 +97,14 @@ class ProbeVideo(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD_LETTER,
                                            DeadLetter(uri, "read", repr(e), self.run_id))
             return
-        meta = storage.sidecar_lookup(self.sidecar, uri)
         yield VideoRecord(
             video_id=video_id_for(uri, sha256), uri=uri, sha256=sha256, size=size,
             generation=generation, start_time=info.start_time, duration=info.duration,
             width=info.display_size[0], height=info.display_size[1], codec=info.codec,
             n_frames_decoded=0,
             n_rows=0, batch_id=self.batch_id, deleted=False,
-            title=meta.get("title"), source_url=meta.get("source_url"),
-            published=meta.get("published"), rights=meta.get("rights"), checksum=checksum,
-            frame_rate=info.frame_rate or None,
+            title=None, source_url=None, published=None, rights=None,  # FinaliseVideo's
+            checksum=checksum, frame_rate=info.frame_rate or None,
         )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.manifest import MANIFEST_NAME, Manifest, partition_dir
+from schemas.manifest import Manifest, partition_dir
 from schemas.records import FRAMES_SCHEMA, VIDEOS_SCHEMA
-from transforms.io import parquet, storage
+from transforms.index import manifest_log
+from transforms.io import parquet
 from transforms.media.preprocess import PREPROCESS_VERSION
 
 
@@ -15,13 +16,9 @@ class IndexVersionError(ValueError):
     """The index was built with another preprocessing path: its hashes are not comparable."""
 
 
-def manifest_uri(index_dir: str) -> str:
-    return f"{index_dir.rstrip('/')}/{MANIFEST_NAME}"
-
-
 def load_manifest(index_dir: str) -> Manifest | None:
-    uri = manifest_uri(index_dir)
-    return Manifest.from_json(storage.read_text(uri)) if storage.exists(uri) else None
+    """The live manifest (the newest version of the manifest log), or None: no index."""
+    return manifest_log.head(index_dir)
 
 
 def require_compatible(manifest: Manifest, index_dir: str) -> None:

@@ -30,6 +30,7 @@ import apache_beam
 from apache_beam.internal.gcp import auth
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+_CLIENTS: dict[str | None, object] = {}  # by emulator endpoint (None: real Cloud Storage)
 WRITTEN_FOR_BEAM = "2.77.0"
 _PRIVATE_ATTRIBUTES = ("_credentials_lock", "_credentials_init", "_credentials")
 
@@ -61,3 +62,17 @@ def use_anonymous_credentials_for_emulator() -> bool:
         cache._credentials_init = True
     return True
 
+
+
+def storage_client():
+    """This process's google-cloud-storage client, for what Beam's ``FileSystems`` cannot
+    do: writes with a precondition (``transforms.io.storage.create_exclusive``). Anonymous
+    under an emulator (google-cloud-storage points itself at ``STORAGE_EMULATOR_HOST``),
+    the application default credentials otherwise."""
+    endpoint = os.environ.get(EMULATOR_ENV)
+    if endpoint not in _CLIENTS:
+        from google.cloud import storage
+
+        _CLIENTS[endpoint] = (storage.Client.create_anonymous_client() if endpoint
+                              else storage.Client())
+    return _CLIENTS[endpoint]

@@ -215,15 +215,99 @@ def write_text_atomic(uri: str, text: str) -> None:
     os.replace(tmp, uri)
 
 
+def create_exclusive(uri: str, text: str) -> bool:
+    """Create ``uri`` holding ``text`` only if nothing is there yet; False if something is.
+
+    The one compare-and-swap primitive of framematch (the manifest log's commit). Readers
+    see the whole file or none. Locally the file is written beside the target and hard-linked
+    into place: ``link`` fails when the name exists, atomically, with no lock to leave
+    behind if the writer dies. On ``gs://`` the upload carries ``if_generation_match=0``
+    (Beam's ``FileSystems`` has no preconditions, so google-cloud-storage does it); an
+    upload retried after a lost reply meets its own first copy, which counts as a success
+    when its bytes are ours.
+    """
+    data = text.encode("utf-8")
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = _blob(uri)
+        try:
+            blob.upload_from_string(data, content_type="application/json",
+                                    if_generation_match=0)
+            return True
+        except PreconditionFailed:
+            return blob.download_as_bytes() == data
+    if "://" in uri:
+        raise ValueError(f"no exclusive create for {uri}: only local paths and gs://")
+    directory = os.path.dirname(os.path.abspath(uri))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, uri)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def _blob(uri: str):
+    from transforms.io.gcs_auth import storage_client
+
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return storage_client().bucket(bucket).blob(name)
+
+
+def list_names(directory: str) -> list[str]:
+    """The names of the files directly in ``directory`` (local or ``gs://``; [] if none).
+
+    On ``gs://`` through the same client as ``create_exclusive`` (one listing request), so
+    the commit protocol is tested against the emulator that enforces preconditions.
+    """
+    if directory.startswith("gs://"):
+        bucket, _, prefix = directory.rstrip("/").removeprefix("gs://").partition("/")
+        from transforms.io.gcs_auth import storage_client
+
+        blobs = storage_client().list_blobs(bucket, prefix=f"{prefix}/", delimiter="/")
+        return [b.name.rsplit("/", 1)[-1] for b in blobs]
+    try:
+        return [n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n))]
+    except FileNotFoundError:
+        return []
+
+
+def read_small(uri: str) -> str:
+    """A small file's text; ``gs://`` through the client of ``create_exclusive``.
+    Raises ``FileNotFoundError`` when it is not there."""
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return _blob(uri).download_as_bytes().decode("utf-8")
+        except NotFound as error:
+            raise FileNotFoundError(uri) from error
+    with open(uri, encoding="utf-8") as f:
+        return f.read()
+
+
 def exists(uri: str) -> bool:
     return FileSystems.exists(uri)
 
 
 def read_sidecar(uri: str | None, key: str) -> dict[str, dict[str, str]]:
-    """Rows of a CSV or JSONL sidecar keyed by ``key`` (a URI or a bare file name)."""
+    """Rows of a CSV or JSONL sidecar keyed by ``key`` (a URI or a bare file name), read in
+    this process (``import``; the Beam jobs read theirs inside the pipeline: ``ReadSidecar``)."""
     if not uri:
         return {}
-    text = read_text(uri)
+    return dict(sidecar_rows(read_text(uri), uri, key))
+
+
+def sidecar_rows(text: str, uri: str, key: str) -> list[tuple[str, dict[str, str | None]]]:
+    """``(key value, row)`` of each row of a CSV or JSONL sidecar's ``text``."""
     if uri.endswith((".jsonl", ".json", ".ndjson")):
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:
@@ -231,13 +315,26 @@ def read_sidecar(uri: str | None, key: str) -> dict[str, dict[str, str]]:
     missing = [i + 1 for i, r in enumerate(rows) if not r.get(key)]
     if missing:
         raise ValueError(f"sidecar {uri}: rows {missing[:5]} have no {key!r} column value")
-    return {str(r[key]): {k: None if v in ("", None) else str(v) for k, v in r.items()}
-            for r in rows}
+    return [(str(r[key]), {k: None if v in ("", None) else str(v) for k, v in r.items()})
+            for r in rows]
 
 
-def sidecar_lookup(sidecar: dict[str, dict[str, str]], uri: str) -> dict[str, str]:
-    """A sidecar row for a URI, matched on the full URI first, then on the file name."""
-    return sidecar.get(uri) or sidecar.get(uri.rsplit("/", 1)[-1]) or {}
+def sidecar_lookup(sidecar, uri: str) -> dict[str, str]:
+    """A sidecar row for a URI, matched on the full URI first, then on the file name.
+
+    ``sidecar`` is a dict of rows, or the multimap side input of ``ReadSidecar`` (each key
+    a list of rows, empty when absent)."""
+    for key in (uri, uri.rsplit("/", 1)[-1]):
+        try:
+            found = sidecar[key]
+        except KeyError:
+            continue
+        if isinstance(found, list):
+            if found:
+                return found[0]
+        elif found:
+            return found
+    return {}
 
 
 @contextlib.contextmanager

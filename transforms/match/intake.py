@@ -30,16 +30,15 @@ WORK_SIDE = 640  # long side of the copy of a post that variants and pictures ar
 class FingerprintQuery(beam.DoFn):
     """uri → (sha256, uri): the content key that deduplicates re-posts."""
 
-    def __init__(self, run_id: str, sidecar: dict[str, dict[str, str]]):
+    def __init__(self, run_id: str):
         self.run_id = run_id
-        self.sidecar = sidecar
         self.bytes_read = Metrics.counter("match", "bytes_read")
 
     def process(self, uri: str) -> Iterator[Any]:
         try:
             data = read_bytes(uri)
         except ImageError as e:
-            yield from failed(uri, None, e.stage, str(e), self.run_id, self.sidecar)
+            yield from failed(uri, None, e.stage, str(e), self.run_id)
             return
         self.bytes_read.inc(len(data))
         yield hashlib.sha256(data).hexdigest(), uri
@@ -49,7 +48,7 @@ class HashQuery(beam.DoFn):
     """Decodes one distinct image and hashes its variants with the index's key hasher."""
 
     def __init__(self, hasher: str, max_variants: int, max_pixels: int, run_id: str,
-                 sidecar: dict[str, dict[str, str]], keep_picture: bool = False,
+                 keep_picture: bool = False,
                  pdq: bool = False):
         self.keep_picture = keep_picture
         self.pdq = pdq
@@ -57,7 +56,6 @@ class HashQuery(beam.DoFn):
         self.max_variants = max_variants
         self.max_pixels = max_pixels
         self.run_id = run_id
-        self.sidecar = sidecar
         self.distinct = Metrics.counter("match", "distinct_images")
         self.variants = Metrics.distribution("match", "variants_per_query")
         self.hash_ms = Metrics.distribution("match", "hash_ms")
@@ -71,7 +69,7 @@ class HashQuery(beam.DoFn):
                                                max_pixels=self.max_pixels, work_side=WORK_SIDE)
         except ImageError as e:
             for uri in uris:
-                yield from failed(uri, sha256, e.stage, str(e), self.run_id, self.sidecar)
+                yield from failed(uri, sha256, e.stage, str(e), self.run_id)
             return
         self.distinct.inc()
         variants = query_variants(image, self.max_variants)

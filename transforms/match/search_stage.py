@@ -165,22 +165,21 @@ class SearchShards(beam.DoFn):
 class MergeHits(beam.DoFn):
     """A query and the hits of every shard → ``Candidates`` with its ranked spans.
 
-    ``rejected`` maps an image's sha256 to the archive videos an analyst rejected for it:
-    their spans are left out before the top ``top_k`` are taken.
+    ``rejected`` (a side input: image sha256 → archive videos an analyst rejected for it)
+    names the spans left out before the top ``top_k`` are taken.
     """
 
-    def __init__(self, hasher: str, n_bits: int, top_k: int,
-                 rejected: dict[str, frozenset[str]] | None = None):
+    def __init__(self, hasher: str, n_bits: int, top_k: int):
         self.hasher = hasher
         self.n_bits = n_bits
         self.top_k = top_k
-        self.rejected = rejected or {}
 
-    def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Candidates]:
+    def process(self, element: tuple[str, dict[str, list]], rejected=None
+                ) -> Iterator[Candidates]:
         sha256, grouped = element
         (query,) = grouped["query"]
         shard_hits = grouped["hits"]
-        exclude = self.rejected.get(sha256, frozenset())
+        exclude = frozenset(rejected[sha256]) if rejected is not None else frozenset()
         key = Hits.concat([key for key, _ in shard_hits], self.hasher)
         pdq = Hits.concat([pdq for _, pdq in shard_hits], "pdq")
         spans = (collapse_spans(pdq, query.pdq_variant_names or [], self.n_bits, self.top_k,
@@ -194,21 +193,21 @@ class MergeNearest(beam.DoFn):
     """Candidates and each shard's nearest rows → the same Candidates with ``rescue`` spans
     made of the ``k`` nearest rows over all shards."""
 
-    def __init__(self, hasher: str, n_bits: int, k: int,
-                 rejected: dict[str, frozenset[str]] | None = None):
+    def __init__(self, hasher: str, n_bits: int, k: int):
         self.hasher = hasher
         self.n_bits = n_bits
         self.k = k
-        self.rejected = rejected or {}
 
-    def process(self, element: tuple[str, dict[str, list]]) -> Iterator[Candidates]:
+    def process(self, element: tuple[str, dict[str, list]], rejected=None
+                ) -> Iterator[Candidates]:
         sha256, grouped = element
         (candidates,) = grouped["candidates"]
         hits = Hits.concat([key for key, _ in grouped["hits"]], self.hasher)
         nearest = np.lexsort((hits.ts_start, hits.video_id, hits.distance))[: self.k]
         rescue = collapse_spans(hits.take(nearest), candidates.query.variant_names,
                                 self.n_bits, self.k,
-                                exclude=self.rejected.get(sha256, frozenset()))
+                                exclude=frozenset(rejected[sha256]) if rejected is not None
+                                else frozenset())
         yield candidates._replace(rescue=rescue)
 
 
@@ -220,7 +219,7 @@ class SearchShardedIndex(beam.PTransform):
     def __init__(self, index_dir: str, manifest: Manifest, radius: int, top_k: int,
                  max_index_bytes: int, refresh_s: float | None = None, rescue_k: int = 0,
                  rescue_radius: int = 0, rescue_above: int = 0,
-                 rejected: dict[str, frozenset[str]] | None = None):
+                 rejected: beam.PCollection | None = None):
         super().__init__()
         self.index_dir = index_dir
         self.manifest = manifest
@@ -232,6 +231,11 @@ class SearchShardedIndex(beam.PTransform):
         self.rescue_radius = rescue_radius
         self.rescue_above = rescue_above
         self.rejected = rejected
+
+    def _rejected(self) -> dict:
+        """The rejected pairs as a side input looked up by sha256 (not loaded whole)."""
+        return {} if self.rejected is None else {
+            "rejected": beam.pvalue.AsMultiMap(self.rejected)}
 
     def _search(self, queries, label: str, nearest: bool):
         return (
@@ -251,7 +255,7 @@ class SearchShardedIndex(beam.PTransform):
             {"query": hashed | "KeyBySha" >> beam.Map(lambda q: (q.sha256, q)),
              "hits": self._search(hashed, "", nearest=False)}
             | "JoinHits" >> beam.CoGroupByKey()
-            | "Spans" >> beam.ParDo(MergeHits(hasher, n_bits, self.top_k, self.rejected))
+            | "Spans" >> beam.ParDo(MergeHits(hasher, n_bits, self.top_k), **self._rejected())
         )
         if not self.rescue_k:
             return candidates
@@ -264,7 +268,7 @@ class SearchShardedIndex(beam.PTransform):
              "hits": self._search(unplaced | "Queries" >> beam.Map(lambda c: c.query),
                                   "Nearest", nearest=True)}
             | "JoinNearest" >> beam.CoGroupByKey()
-            | "RescueSpans" >> beam.ParDo(MergeNearest(hasher, n_bits, self.rescue_k,
-                                                       self.rejected))
+            | "RescueSpans" >> beam.ParDo(MergeNearest(hasher, n_bits, self.rescue_k),
+                                          **self._rejected())
         )
         return (placed, rescued) | "AllCandidates" >> beam.Flatten()

@@ -228,16 +228,25 @@ def plan_segments(info: VideoInfo, segment_s: float) -> list[tuple[float, float]
 class _FrameLog(threading.Thread):
     """Drains FFmpeg's stderr: the pts of each frame in order, signs of damage, last lines.
 
-    Damage logged before the first frame at or past ``start`` is not counted: after a seek,
-    frames decoded from the keyframe on may legitimately miss references from before it
-    (leading pictures of an open GOP, MPEG-TS landing between keyframes). Damage there is
-    counted by the previous segment, which decodes up to and including that first frame.
+    A segment counts the damage logged between the line of its first frame at or past
+    ``start`` and the line of its first frame at or past ``end``, so that every message of
+    a file is counted by exactly one segment, whatever the timing:
+
+    - before the first frame at or past ``start`` is not counted: after a seek, frames
+      decoded from the keyframe on may legitimately miss references from before it (leading
+      pictures of an open GOP, MPEG-TS landing between keyframes). That stretch is counted
+      by the previous segment, which decodes up to and including that first frame.
+    - after the first frame at or past ``end`` is not counted either: that is the next
+      segment's. The decode stops there by killing FFmpeg, which by then may or may not
+      have decoded (and complained about) a few packets more, depending on how far ahead
+      of the pipe it ran: counting those made a segment's outcome depend on timing.
     """
 
-    def __init__(self, stderr, start: float) -> None:
+    def __init__(self, stderr, start: float, end: float = math.inf) -> None:
         super().__init__(daemon=True)
         self._stderr = stderr
         self._start = start
+        self._end = end
         self._counting = start == -math.inf
         self.pts: queue.SimpleQueue[float | None] = queue.SimpleQueue()  # None marks the end
         self.problems: collections.deque[str] = collections.deque(maxlen=4)
@@ -258,6 +267,8 @@ class _FrameLog(threading.Thread):
                         self.damage += self._counting and bool(_DAMAGE.search(line))
                 elif (frame := _FRAME_PTS.match(line, tag.end())) and time_base:
                     pts = int(frame.group(1)) * time_base[0] / time_base[1]
+                    if pts >= self._end:  # the rest is the next segment's to count
+                        self._counting, self._start = False, math.inf
                     self._counting = self._counting or pts >= self._start
                     self.pts.put(pts)
                 elif config := _TIME_BASE.match(line, tag.end()):
@@ -536,7 +547,7 @@ def _decode(path: str, command: list[str], start: float | None, end: float | Non
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with contextlib.suppress(OSError):  # a bigger pipe where the kernel allows it
         fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    log = _FrameLog(process.stderr, low)
+    log = _FrameLog(process.stderr, low, high)
     log.start()
     reader = _Reader(process, log, low, high, shape, batch)
     reader.start()

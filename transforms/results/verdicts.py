@@ -5,6 +5,12 @@ arrive one at a time, by hand, and appending a file never rewrites (or races wit
 else's. History is kept; readers take the latest verdict per pair (the ``latest_verdicts``
 view of ``transforms.results.views``). A verdict is keyed by the image's sha256, so it holds for
 every re-post of the same bytes.
+
+The match job reads them inside its pipeline (``RejectedPairs``: Beam's Parquet source,
+which reads ``gs://`` with the job's own credentials, where DuckDB has none), so the job
+graph does not grow with the number of verdicts; ``latest`` is the one rule for "the
+verdict that counts", which the DuckDB view ``latest_verdicts`` states again in SQL for
+analysts (``tests/test_verdicts.py`` shows they agree).
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import datetime
 import re
 import secrets
 
+import apache_beam as beam
 import duckdb
+from apache_beam.io.parquetio import ReadAllFromParquet
 
 from schemas.runs import VERDICTS, VERDICTS_SCHEMA, VerdictRecord
 from transforms.io.parquet import write_records
@@ -68,6 +76,37 @@ def latest_verdicts(out: str) -> dict[tuple[str, str], str]:
     return {(sha, video): verdict for sha, video, verdict in rows}
 
 
-def rejected_pairs(out: str) -> frozenset[tuple[str, str]]:
-    """Pairs an analyst rejected: later runs leave them out of their matches."""
-    return frozenset(k for k, v in latest_verdicts(out).items() if v == "rejected")
+def latest(a: tuple, b: tuple) -> tuple:
+    """Of two ``(at, verdict)`` of one pair, the one that counts: the later (a tie, which one
+    analyst cannot make, goes to "rejected": the cautious answer)."""
+    return max(a, b, key=lambda v: (v[0], v[1] == "rejected"))
+
+
+class RejectedPairs(beam.PTransform):
+    """``OUT``'s verdicts → ``(image sha256, archive video URI)`` of every pair whose latest
+    verdict is "rejected" (nothing when no verdict was ever recorded)."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.glob = f"{out.rstrip('/')}/verdicts/date=*/*.parquet"
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "VerdictFiles" >> beam.Create([self.glob])
+            | "ReadVerdicts" >> ReadAllFromParquet(
+                columns=["query_sha256", "ref_uri", "verdict", "at"])
+            | "ByPair" >> beam.Map(lambda r: ((r["query_sha256"], r["ref_uri"]),
+                                              (r["at"], r["verdict"])))
+            | "Latest" >> beam.CombinePerKey(lambda values: _latest_of(values))
+            | "Rejected" >> beam.FlatMap(
+                lambda kv: [kv[0]] if kv[1][1] == "rejected" else [])
+        )
+
+
+def _latest_of(values) -> tuple | None:
+    found = None
+    for value in values:
+        if value is not None:
+            found = value if found is None else latest(found, value)
+    return found

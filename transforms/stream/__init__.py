@@ -1,3 +1,4 @@
-"""What only the streaming job needs: one Parquet file per window, GCS notifications.
+"""What only the streaming job needs: one Parquet file per window, GCS notifications, and
+event time by arrival (``arrival``: nothing is dropped as late).
 May import: ``transforms.io``, ``schemas``.
 """

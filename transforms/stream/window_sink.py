@@ -18,8 +18,8 @@ Frequent windows make many small files; ``compact`` merges the files of each
 from __future__ import annotations
 
 import datetime
+import json
 import posixpath
-import uuid
 import zlib
 from collections.abc import Iterator
 
@@ -95,33 +95,74 @@ class WriteWindowedTable(beam.PTransform):
         )
 
 
+REPLACES = b"framematch.replaces"  # a merged file's key-value metadata: the files it merged
+
+
+def _replaced(path: str) -> list[str]:
+    """The names of the files a merged file replaced (none for a window's own file)."""
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        metadata = pq.read_schema(f).metadata or {}
+    return json.loads(metadata[REPLACES]) if REPLACES in metadata else []
+
+
 def compact(out: str, table: str, schema: pa.Schema, run_date: str = "*",
             run_id: str = "*") -> dict[str, int]:
     """Merge the Parquet files of each matching ``run_date=…/run_id=…`` directory into one.
 
     Returns ``{merged file: files it replaced}``. Safe while a stream still writes there: only
-    the files listed at the start are merged and deleted, later ones stay. The merged file is
-    written whole and renamed into place (``storage.created_atomically``), then the small files are
-    deleted, so a reader never misses a row; between that rename and the delete (one delete
-    call: milliseconds locally, one batch request on GCS) a query that lists the directory
-    sees the merged rows twice, and a query that listed the small files before the delete
-    and opens one after it fails with "file not found" and must be rerun. Row groups are
-    copied file by file, so memory holds one small file at a time.
+    the files listed at the start are merged and deleted, later ones stay. Idempotent, so a
+    crash at any step leaves each row exactly once after the next compaction (the stream
+    runs one when it stops; ``framematch stream --compact`` runs one on demand):
+
+    1. the merged file is written whole under a hidden name, recording in its Parquet
+       metadata the names of the files it merges (a crash here leaves an invisible
+       temporary file, deleted by the next compaction);
+    2. it is renamed into place under a name fixed by those files, so a rerun over the same
+       files writes the same name instead of a second copy;
+    3. the merged files are deleted. Between 2 and 3 a query that lists the directory sees
+       those rows twice; a crash there leaves them twice until the next compaction, which
+       first finishes what a merged file records (deletes its leftover sources).
+
+    A query that listed the small files before 3 and opens one after it fails with "file
+    not found" and must be rerun. Row groups are copied file by file, so memory holds one
+    small file at a time. One compaction of a directory at a time (two at once over
+    different file sets would each keep the rows they merged).
     """
-    pattern = f"{out.rstrip('/')}/{table}/run_date={run_date}/run_id={run_id}/*.parquet"
-    by_dir: dict[str, list[str]] = {}
-    for meta in FileSystems.match([pattern])[0].metadata_list:
-        by_dir.setdefault(posixpath.dirname(meta.path), []).append(meta.path)
+    base = f"{out.rstrip('/')}/{table}/run_date={run_date}/run_id={run_id}"
+    by_dir: dict[str, set[str]] = {}
+    for result in FileSystems.match([f"{base}/*", f"{base}/.*"]):  # local globs hide dot files
+        for meta in result.metadata_list:
+            by_dir.setdefault(posixpath.dirname(meta.path), set()).add(meta.path)
     merged = {}
-    for directory, files in sorted(by_dir.items()):
+    for directory, paths in sorted(by_dir.items()):
+        files = _finish_interrupted(directory, sorted(paths))
         if len(files) < 2:
             continue
         files.sort()
-        first = posixpath.basename(files[0]).removesuffix(".parquet")
-        uri = f"{directory}/{first}-compact-{uuid.uuid4().hex[:8]}.parquet"
-        with storage.created_atomically(uri) as f, pq.ParquetWriter(f, schema) as writer:
+        names = [posixpath.basename(f) for f in files]
+        first = names[0].removesuffix(".parquet").split("-compact-")[0]
+        digest = zlib.crc32("\n".join(names).encode())
+        uri = f"{directory}/{first}-compact-{digest:08x}.parquet"
+        recorded = schema.with_metadata({REPLACES: json.dumps(names).encode()})
+        with storage.created_atomically(uri) as f, pq.ParquetWriter(f, recorded) as writer:
             for path in files:
                 writer.write_table(parquet.read_files([path], schema=schema))
         FileSystems.delete(files)
         merged[uri] = len(files)
     return merged
+
+
+def _finish_interrupted(directory: str, paths: list[str]) -> list[str]:
+    """Complete what an interrupted compaction left in ``directory``: delete the sources a
+    merged file records that are still there, and its hidden temporary files. Returns the
+    Parquet files left to merge."""
+    visible = [p for p in paths if p.endswith(".parquet")
+               and not posixpath.basename(p).startswith(".")]
+    names = {posixpath.basename(p): p for p in visible}
+    leftovers = {names[n] for p in visible if "-compact-" in p for n in _replaced(p)
+                 if n in names}
+    stale_tmp = [p for p in paths if posixpath.basename(p).startswith(".")
+                 and "-compact-" in p and p.endswith(".tmp")]
+    if leftovers or stale_tmp:
+        FileSystems.delete(sorted(leftovers) + stale_tmp)
+    return [p for p in visible if p not in leftovers]

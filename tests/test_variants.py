@@ -198,6 +198,18 @@ def test_clean_photo_gets_only_cheap_variants(image: Image.Image) -> None:
     assert len(names) <= 2 + len(ROTATIONS) + 1 + len(BLIND_BANDS)
 
 
+def test_a_dark_picture_in_a_dark_screenshot_is_found_by_its_rows() -> None:
+    """A night shot in a dark theme: the picture's colours are the canvas's, so no blob of
+    it survives as a rectangle, but its rows have texture and text rows do not. (Not the
+    rocket: its darkened sky is the canvas's colour exactly, so the sky's rows are canvas.)"""
+    for i, name in enumerate(PHOTOS):
+        night = Image.eval(frame(name).resize((640, 360)), lambda v: v // 5)  # a dark grade
+        kind, image, box, _ = screenshot(night, dark=True, header=180 + 10 * i, seed=i)
+        found = [v for v in query_variants(image) if v.name == "embedded_rows"]
+        if name != "rocket.jpg":
+            assert found and iou(found[0], image, box) >= 0.9, (name, found)
+
+
 def test_first_variant_is_full_and_budget_is_respected() -> None:
     image = CASES[0][1]
     assert query_variants(image)[0] == Variant("full", FULL)

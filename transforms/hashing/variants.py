@@ -39,6 +39,7 @@ TEXT_CONTRAST = 64  # max channel difference of text against its bar
 NOISE_TEXTURE = 0.5  # mean |grey step| that JPEG noise alone leaves on a flat area
 PAD_CONTRAST = 2.8  # how much more textured a picture is than the blurred pads around it
 SOLIDITY = 0.8  # share of its bounding box a photo's blob fills (canvas-coloured edges cut in)
+BAND_TEXTURE = 2 * NOISE_TEXTURE  # a row of a picture, even a dark one, has at least this
 PICTURE_TEXTURE = 4 * NOISE_TEXTURE  # mean |grey step| below which a panel is flat, no photo
 SAME_BOX = 0.015  # boxes closer than this on every side are the same variant
 
@@ -215,6 +216,40 @@ class _Query:
                                      rows_slice.stop)
         return None
 
+    @cached_property
+    def picture_band(self) -> Box | None:
+        """The picture of a phone screenshot found by rows, when its colours are the
+        canvas's (a dark photo in a dark theme, a starry sky on black): the longest run of
+        rows that are all textured. Lines of text leave plain rows between them, a flat
+        panel has no texture, but a picture has some in every row; its side margins, if
+        any, are the plain columns at either end of the band (inside it, even a dark
+        column of the picture has some texture)."""
+        if not self.analysable:
+            return None
+        rows, cols = self.grey.shape
+        if rows < 1.4 * cols:  # only a tall screenshot holds a post's picture with text
+            return None
+        texture = np.abs(np.diff(self.grey, axis=1)).mean(axis=1)
+        # a smooth stretch of the picture (sky, a dark floor) is bridged where it is short
+        # and not quite flat; the canvas between lines of text is flat
+        bridged = texture > BAND_TEXTURE
+        smooth = (texture > NOISE_TEXTURE / 2) & ~bridged
+        start, stop = _longest_run(smooth)
+        while stop > start:
+            if stop - start <= 0.05 * rows:
+                bridged[start:stop] = True
+            smooth[start:stop] = False
+            start, stop = _longest_run(smooth)
+        top, bottom = _longest_run(bridged)
+        if bottom - top < 0.3 * cols or bottom - top > 0.8 * rows:
+            return None
+        textured = np.flatnonzero(np.abs(np.diff(self.grey[top:bottom], axis=0)).mean(axis=0)
+                                  > NOISE_TEXTURE / 2)  # a smooth column of it too
+        if not len(textured) or textured[-1] + 1 - textured[0] < 0.5 * cols:
+            return None
+        left, right = int(textured[0]), int(textured[-1]) + 1
+        return self.relative(left, top, right, bottom)
+
     def caption_edge(self, from_bottom: bool) -> float | None:
         """Where a caption bar at the top (or bottom) of the image ends, relatively, if any.
 
@@ -238,6 +273,16 @@ def _texture(grey: np.ndarray) -> float:
     """Mean absolute grey step between horizontal neighbours: JPEG noise alone leaves
     ``NOISE_TEXTURE``; a photo, even a smooth one, leaves several times that."""
     return float(np.abs(np.diff(grey, axis=1)).mean()) if grey.shape[1] > 1 else 0.0
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int]:
+    """``(start, stop)`` of the longest run of True in ``flags`` ((0, 0) if none)."""
+    edges = np.flatnonzero(np.diff(np.r_[0, flags.astype(np.int8), 0]))
+    starts, stops = edges[0::2], edges[1::2]
+    if not len(starts):
+        return 0, 0
+    longest = int(np.argmax(stops - starts))
+    return int(starts[longest]), int(stops[longest])
 
 
 def _border_colour(planes: np.ndarray) -> np.ndarray:
@@ -346,6 +391,8 @@ def _trimmed(query: _Query) -> Iterator[Variant]:
 def _embedded(query: _Query) -> Iterator[Variant]:
     if query.embedded:
         yield Variant("embedded", query.embedded)
+    if query.picture_band:
+        yield Variant("embedded_rows", query.picture_band)
 
 
 def _captions(query: _Query) -> Iterator[Variant]:
@@ -384,7 +431,8 @@ def _band_cut(covered: float) -> float | None:
 
 
 def _flips(query: _Query) -> Iterator[Variant]:
-    for name, box in (("trim", query.trim), ("embedded", query.embedded)):
+    for name, box in (("trim", query.trim), ("embedded", query.embedded),
+                      ("embedded_rows", query.picture_band)):
         if box:
             yield Variant(f"{name}+flip", box, True)
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 PREPROCESS_VERSION = 2
 THUMB_SIZE = 128
-FLAT_STD = 8.0  # grey standard deviation below which a thumbnail is flat (fades, black gaps)
+FLAT_STD = 4.0  # grey standard deviation below which a thumbnail is flat (fades, black gaps)
 
 Box = tuple[float, float, float, float]  # relative (left, top, right, bottom)
 FULL: Box = (0.0, 0.0, 1.0, 1.0)

@@ -59,6 +59,7 @@ SPREAD_CHECKS = 3  # then frames spread evenly over the span
 MAX_CHECKS_PER_SPAN = 10  # then frames around the strongest, closer each time
 MAX_CHECKS_PER_QUERY = 24
 ALIKE = 0.8  # frames whose check is this strong relative to the best are indistinguishable
+AGREEMENT_TOLERANCE = 0.005  # box agreements this close are equal (a fixed shot's all are)
 SURE_DISTANCE = 24  # of 256 key bits: a hash match this close stands even if the check fails
 INLIER_SCALE = 50.0  # inliers past the acceptance floor that take a check's agreement to 63%
 
@@ -191,14 +192,15 @@ class Outcome(NamedTuple):
 
 class Check(NamedTuple):
     """One stored frame checked: the verdict and how well its geometry agrees with the
-    boxes the query analysis found (``local_features.box_agreement``)."""
+    boxes the query analysis found (``local_features.box_agreement``); ``_best`` chooses
+    among a span's checks."""
 
     verdict: local_features.Verdict
     agreement: float
 
     @property
     def strength(self) -> float:
-        """Inliers in agreement: what picks a span's frame and scores the span."""
+        """Inliers in agreement: what scores the span."""
         return self.verdict.inliers * self.agreement
 
 
@@ -359,10 +361,21 @@ def _strongest(checks: dict[float, Check | None]) -> float | None:
 
 
 def _best(checks: dict[float, Check | None]) -> float | None:
-    """The accepted frame of the greatest strength (the earliest of equals), or None."""
-    accepted = [(c.strength, -ts) for ts, c in checks.items()
-                if c is not None and c.verdict.accepted]
-    return -max(accepted)[1] if accepted else None
+    """Among the accepted frames with about the most inliers (``ALIKE``), those whose
+    geometry agrees best with the post (within ``AGREEMENT_TOLERANCE``), and of those the
+    one with the most inliers (then the earliest). None if none is accepted.
+
+    Inliers peak at the true moment where things move, but they saturate where the same
+    scenery fills neighbouring frames (a slow pan over a star field: 250-276 inliers over
+    eight seconds); there, where the frame lands in the post tells the moment."""
+    accepted = {ts: c for ts, c in checks.items() if c is not None and c.verdict.accepted}
+    if not accepted:
+        return None
+    most = max(c.verdict.inliers for c in accepted.values())
+    alike = {ts: c for ts, c in accepted.items() if c.verdict.inliers >= ALIKE * most}
+    agreeing = max(c.agreement for c in alike.values()) - AGREEMENT_TOLERANCE
+    return -max((c.verdict.inliers, -ts) for ts, c in alike.items()
+                if c.agreement >= agreeing)[1]
 
 
 class VerifyCandidates(beam.DoFn):
